@@ -1,0 +1,80 @@
+//! Credentials: secrets never travel in task envelopes; a worker asks its credential source for a
+//! pair's secrets by pair id. The embedded mode keeps them in process memory only.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use mailferry_proto::task::Side;
+
+/// A secret string that never prints itself.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that sends it to a server.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How one side logs in.
+#[derive(Debug, Clone)]
+pub enum Credentials {
+    /// LOGIN / AUTHENTICATE PLAIN with a password.
+    Password(Secret),
+}
+
+/// Where a worker finds a pair's secrets.
+pub trait CredentialSource: Send + Sync + 'static {
+    /// The credentials of one side of a pair, if known.
+    fn credentials(&self, pair_id: &str, side: Side) -> Option<Credentials>;
+}
+
+/// Credentials held in process memory (embedded mode): never written anywhere.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryCredentials {
+    inner: Arc<RwLock<HashMap<(String, Side), Credentials>>>,
+}
+
+impl MemoryCredentials {
+    /// Registers one side's credentials.
+    pub fn insert(&self, pair_id: &str, side: Side, creds: Credentials) {
+        if let Ok(mut map) = self.inner.write() {
+            map.insert((pair_id.to_owned(), side), creds);
+        }
+    }
+}
+
+impl CredentialSource for MemoryCredentials {
+    fn credentials(&self, pair_id: &str, side: Side) -> Option<Credentials> {
+        self.inner
+            .read()
+            .ok()?
+            .get(&(pair_id.to_owned(), side))
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let c = Credentials::Password(s);
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

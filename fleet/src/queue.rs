@@ -1,0 +1,80 @@
+//! The task queue: tasks from the coordinator to workers, outcomes back.
+//!
+//! [`InProcessQueue`] is the embedded mode's queue: unbounded channels inside one process. The
+//! coordinator releases one batch per folder chain at a time, so the number of queued tasks is
+//! bounded by the number of chains, not by the size of the mailbox.
+
+use std::sync::Arc;
+
+use mailferry_proto::task::{OutcomeEnvelope, TaskEnvelope};
+use tokio::sync::{Mutex, mpsc};
+
+/// Tasks out, outcomes back.
+pub trait TaskQueue: Send + Sync + 'static {
+    /// Publishes a task.
+    fn publish_task(&self, task: TaskEnvelope) -> impl Future<Output = bool> + Send;
+    /// Waits for the next task; `None` when the queue is closed.
+    fn next_task(&self) -> impl Future<Output = Option<TaskEnvelope>> + Send;
+    /// Publishes an outcome.
+    fn publish_outcome(&self, outcome: OutcomeEnvelope) -> impl Future<Output = bool> + Send;
+    /// Waits for the next outcome; `None` when the queue is closed.
+    fn next_outcome(&self) -> impl Future<Output = Option<OutcomeEnvelope>> + Send;
+    /// Stops handing out tasks; workers see `None` once the queue is drained.
+    fn close(&self);
+}
+
+/// The embedded queue.
+#[derive(Clone)]
+pub struct InProcessQueue {
+    tasks_tx: Arc<std::sync::Mutex<Option<mpsc::UnboundedSender<TaskEnvelope>>>>,
+    tasks_rx: Arc<Mutex<mpsc::UnboundedReceiver<TaskEnvelope>>>,
+    outcomes_tx: mpsc::UnboundedSender<OutcomeEnvelope>,
+    outcomes_rx: Arc<Mutex<mpsc::UnboundedReceiver<OutcomeEnvelope>>>,
+}
+
+impl Default for InProcessQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InProcessQueue {
+    /// A new, empty queue.
+    pub fn new() -> InProcessQueue {
+        let (ttx, trx) = mpsc::unbounded_channel();
+        let (otx, orx) = mpsc::unbounded_channel();
+        InProcessQueue {
+            tasks_tx: Arc::new(std::sync::Mutex::new(Some(ttx))),
+            tasks_rx: Arc::new(Mutex::new(trx)),
+            outcomes_tx: otx,
+            outcomes_rx: Arc::new(Mutex::new(orx)),
+        }
+    }
+}
+
+impl TaskQueue for InProcessQueue {
+    async fn publish_task(&self, task: TaskEnvelope) -> bool {
+        match self.tasks_tx.lock() {
+            Ok(guard) => guard.as_ref().is_some_and(|tx| tx.send(task).is_ok()),
+            Err(_) => false,
+        }
+    }
+
+    async fn next_task(&self) -> Option<TaskEnvelope> {
+        self.tasks_rx.lock().await.recv().await
+    }
+
+    async fn publish_outcome(&self, outcome: OutcomeEnvelope) -> bool {
+        self.outcomes_tx.send(outcome).is_ok()
+    }
+
+    async fn next_outcome(&self) -> Option<OutcomeEnvelope> {
+        self.outcomes_rx.lock().await.recv().await
+    }
+
+    fn close(&self) {
+        if let Ok(mut guard) = self.tasks_tx.lock() {
+            guard.take();
+        }
+    }
+}

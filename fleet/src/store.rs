@@ -1,0 +1,551 @@
+//! The store: a cache of what was copied (so a retried batch is cheap), folder watermarks (so a
+//! rerun over unchanged folders costs one STATUS each), and leases (so two runs never write one
+//! target folder at once).
+//!
+//! The store is a cache, never the truth: losing it must never cause a duplicate, because a worker
+//! can always decide from the target's own contents (DESIGN.md, "Idempotency"). [`SqliteStore`] is
+//! the embedded implementation; it holds no credentials.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mailferry_proto::MessageKey;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The SQLite database failed.
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The state directory could not be created.
+    #[error("state directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored value could not be read back.
+    #[error("state database holds an unreadable value: {0}")]
+    Corrupt(String),
+    /// A blocking task panicked or was cancelled.
+    #[error("state database task failed: {0}")]
+    Task(String),
+}
+
+/// What a copy entry is keyed by: the pair, the target folder and its UIDVALIDITY.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EntryScope {
+    /// Pair id.
+    pub pair: String,
+    /// Target folder (raw name).
+    pub dst_folder: String,
+    /// Target folder UIDVALIDITY.
+    pub dst_uidvalidity: u32,
+}
+
+/// One recorded copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyEntry {
+    /// Source folder (raw name).
+    pub src_folder: String,
+    /// Source UIDVALIDITY.
+    pub src_uidvalidity: u32,
+    /// Source UID.
+    pub src_uid: u32,
+    /// Target UID.
+    pub dst_uid: u32,
+    /// The message key the copy was made for.
+    pub key: MessageKey,
+}
+
+/// What a folder pair looked like when a pass over it ended with nothing failed. A later run that
+/// sees the same STATUS on both sides skips the folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderWatermark {
+    /// Target UIDVALIDITY, UIDNEXT, MESSAGES after the pass.
+    pub dst: (u32, u32, u32),
+    /// Per source folder (raw name): UIDVALIDITY, UIDNEXT, MESSAGES.
+    pub sources: Vec<(String, (u32, u32, u32))>,
+    /// Source messages present on the target after the pass (copied + already present).
+    pub present: u64,
+    /// Source messages excluded by options in that pass.
+    pub excluded: u64,
+    /// Fingerprint of the options that decide exclusion; a change voids the watermark.
+    pub options: String,
+}
+
+/// The store's operations.
+pub trait Store: Send + Sync + 'static {
+    /// Records completed copies.
+    fn record_done(
+        &self,
+        scope: &EntryScope,
+        entries: Vec<CopyEntry>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Completed copies of one source folder's UIDs, as `(src_uid, dst_uid)`.
+    fn done_for(
+        &self,
+        scope: &EntryScope,
+        src_folder: &str,
+        src_uidvalidity: u32,
+        src_uids: Vec<u32>,
+    ) -> impl Future<Output = Result<Vec<(u32, u32)>, StoreError>> + Send;
+
+    /// Keys of every recorded copy in the target folder at `dst_uid >= from_uid`, as `(dst_uid, key)`.
+    fn done_keys_from(
+        &self,
+        scope: &EntryScope,
+        from_uid: u32,
+    ) -> impl Future<Output = Result<Vec<(u32, MessageKey)>, StoreError>> + Send;
+
+    /// The watermark of a target folder, if one was recorded.
+    fn watermark(
+        &self,
+        pair: &str,
+        dst_folder: &str,
+    ) -> impl Future<Output = Result<Option<FolderWatermark>, StoreError>> + Send;
+
+    /// Records (or with `None`, clears) a target folder's watermark.
+    fn set_watermark(
+        &self,
+        pair: &str,
+        dst_folder: &str,
+        mark: Option<FolderWatermark>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes the named lease for `ttl` unless another holder has it; returns a fencing token.
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Gives a lease back (only if `token` still holds it).
+    fn release_lease(
+        &self,
+        name: &str,
+        token: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The embedded store: one SQLite file in the state directory.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: String,
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS copy_entry (
+    pair TEXT NOT NULL, dst_folder TEXT NOT NULL, dst_uidvalidity INTEGER NOT NULL,
+    src_folder TEXT NOT NULL, src_uidvalidity INTEGER NOT NULL, src_uid INTEGER NOT NULL,
+    dst_uid INTEGER NOT NULL, key BLOB NOT NULL,
+    PRIMARY KEY (pair, dst_folder, dst_uidvalidity, src_folder, src_uidvalidity, src_uid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS copy_entry_by_dst ON copy_entry (pair, dst_folder, dst_uidvalidity, dst_uid);
+CREATE TABLE IF NOT EXISTS watermark (
+    pair TEXT NOT NULL, dst_folder TEXT NOT NULL, mark TEXT NOT NULL,
+    PRIMARY KEY (pair, dst_folder)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lease (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL, expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lease_token (id INTEGER PRIMARY KEY CHECK (id = 1), next INTEGER NOT NULL);
+";
+
+impl SqliteStore {
+    /// Opens (creating if needed) `state.sqlite` in `dir`.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join("state.sqlite");
+        let display = path.display().to_string();
+        let conn = Connection::open(&path).map_err(|source| StoreError::Sqlite {
+            path: display.clone(),
+            source,
+        })?;
+        Self::init(conn, display)
+    }
+
+    /// An in-memory store (tests, `--dry-run`).
+    pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open_in_memory().map_err(|source| StoreError::Sqlite {
+            path: ":memory:".into(),
+            source,
+        })?;
+        Self::init(conn, ":memory:".into())
+    }
+
+    fn init(conn: Connection, path: String) -> Result<SqliteStore, StoreError> {
+        conn.busy_timeout(Duration::from_secs(10))
+            .and_then(|_| conn.execute_batch(SCHEMA))
+            .map_err(|source| StoreError::Sqlite {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn
+                .lock()
+                .map_err(|_| StoreError::Task("state database lock poisoned".into()))?;
+            f(&mut guard).map_err(|source| StoreError::Sqlite { path, source })
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl Store for SqliteStore {
+    async fn record_done(
+        &self,
+        scope: &EntryScope,
+        entries: Vec<CopyEntry>,
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let scope = scope.clone();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO copy_entry (pair, dst_folder, dst_uidvalidity, src_folder,
+                     src_uidvalidity, src_uid, dst_uid, key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for e in &entries {
+                    stmt.execute(params![
+                        scope.pair,
+                        scope.dst_folder,
+                        scope.dst_uidvalidity,
+                        e.src_folder,
+                        e.src_uidvalidity,
+                        e.src_uid,
+                        e.dst_uid,
+                        &e.key.0[..],
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn done_for(
+        &self,
+        scope: &EntryScope,
+        src_folder: &str,
+        src_uidvalidity: u32,
+        src_uids: Vec<u32>,
+    ) -> Result<Vec<(u32, u32)>, StoreError> {
+        let scope = scope.clone();
+        let src_folder = src_folder.to_owned();
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT dst_uid FROM copy_entry WHERE pair = ?1 AND dst_folder = ?2 AND dst_uidvalidity = ?3
+                 AND src_folder = ?4 AND src_uidvalidity = ?5 AND src_uid = ?6",
+            )?;
+            let mut out = Vec::new();
+            for uid in src_uids {
+                let found: Option<u32> = stmt
+                    .query_row(
+                        params![scope.pair, scope.dst_folder, scope.dst_uidvalidity, src_folder, src_uidvalidity, uid],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(dst) = found {
+                    out.push((uid, dst));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn done_keys_from(
+        &self,
+        scope: &EntryScope,
+        from_uid: u32,
+    ) -> Result<Vec<(u32, MessageKey)>, StoreError> {
+        let scope = scope.clone();
+        let rows: Vec<(u32, Vec<u8>)> = self
+            .with(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT dst_uid, key FROM copy_entry WHERE pair = ?1 AND dst_folder = ?2
+                     AND dst_uidvalidity = ?3 AND dst_uid >= ?4",
+                )?;
+                let rows = stmt.query_map(
+                    params![
+                        scope.pair,
+                        scope.dst_folder,
+                        scope.dst_uidvalidity,
+                        from_uid
+                    ],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                rows.collect()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(uid, key)| {
+                let arr: [u8; 16] = key
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("message key of the wrong length".into()))?;
+                Ok((uid, MessageKey(arr)))
+            })
+            .collect()
+    }
+
+    async fn watermark(
+        &self,
+        pair: &str,
+        dst_folder: &str,
+    ) -> Result<Option<FolderWatermark>, StoreError> {
+        let (pair, dst) = (pair.to_owned(), dst_folder.to_owned());
+        let text: Option<String> = self
+            .with(move |conn| {
+                conn.query_row(
+                    "SELECT mark FROM watermark WHERE pair = ?1 AND dst_folder = ?2",
+                    params![pair, dst],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .await?;
+        match text {
+            None => Ok(None),
+            Some(t) => serde_json::from_str(&t)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(e.to_string())),
+        }
+    }
+
+    async fn set_watermark(
+        &self,
+        pair: &str,
+        dst_folder: &str,
+        mark: Option<FolderWatermark>,
+    ) -> Result<(), StoreError> {
+        let (pair, dst) = (pair.to_owned(), dst_folder.to_owned());
+        let text = match mark {
+            Some(m) => {
+                Some(serde_json::to_string(&m).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+            }
+            None => None,
+        };
+        self.with(move |conn| {
+            match text {
+                Some(t) => conn.execute(
+                    "INSERT OR REPLACE INTO watermark (pair, dst_folder, mark) VALUES (?1, ?2, ?3)",
+                    params![pair, dst, t],
+                )?,
+                None => conn.execute(
+                    "DELETE FROM watermark WHERE pair = ?1 AND dst_folder = ?2",
+                    params![pair, dst],
+                )?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            let current: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT holder, expires_ms FROM lease WHERE name = ?1",
+                    params![name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((h, expires)) = current {
+                if h != holder && expires > now {
+                    return Ok(None);
+                }
+            }
+            tx.execute(
+                "INSERT INTO lease_token (id, next) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET next = next + 1",
+                [],
+            )?;
+            let token: i64 = tx.query_row("SELECT next FROM lease_token WHERE id = 1", [], |r| r.get(0))?;
+            tx.execute(
+                "INSERT OR REPLACE INTO lease (name, holder, token, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![name, holder, token, now.saturating_add(ttl_ms)],
+            )?;
+            tx.commit()?;
+            Ok(u64::try_from(token).ok())
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, token: u64) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        let token = i64::try_from(token).unwrap_or(-1);
+        self.with(move |conn| {
+            conn.execute(
+                "DELETE FROM lease WHERE name = ?1 AND token = ?2",
+                params![name, token],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> EntryScope {
+        EntryScope {
+            pair: "p".into(),
+            dst_folder: "INBOX".into(),
+            dst_uidvalidity: 7,
+        }
+    }
+
+    #[tokio::test]
+    async fn done_entries_round_trip_and_scope_by_uidvalidity() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let e = |src_uid, dst_uid| CopyEntry {
+            src_folder: "INBOX".into(),
+            src_uidvalidity: 1,
+            src_uid,
+            dst_uid,
+            key: MessageKey([src_uid as u8; 16]),
+        };
+        store
+            .record_done(&scope(), vec![e(1, 10), e(2, 11)])
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .done_for(&scope(), "INBOX", 1, vec![1, 2, 3])
+                .await
+                .unwrap(),
+            vec![(1, 10), (2, 11)]
+        );
+        assert!(
+            store
+                .done_for(&scope(), "INBOX", 2, vec![1])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let other = EntryScope {
+            dst_uidvalidity: 8,
+            ..scope()
+        };
+        assert!(store.done_keys_from(&other, 0).await.unwrap().is_empty());
+        let keys = store.done_keys_from(&scope(), 11).await.unwrap();
+        assert_eq!(keys, vec![(11, MessageKey([2; 16]))]);
+        drop(store);
+        let reopened = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.done_keys_from(&scope(), 0).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_lease_excludes_other_holders_until_released() {
+        let store = SqliteStore::in_memory().unwrap();
+        let ttl = Duration::from_secs(60);
+        let t1 = store
+            .acquire_lease("folder:p:INBOX", "a", ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store
+                .acquire_lease("folder:p:INBOX", "b", ttl)
+                .await
+                .unwrap(),
+            None
+        );
+        let t2 = store
+            .acquire_lease("folder:p:INBOX", "a", ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(t2 > t1, "renewal issues a newer fencing token");
+        store.release_lease("folder:p:INBOX", t1).await.unwrap();
+        assert_eq!(
+            store
+                .acquire_lease("folder:p:INBOX", "b", ttl)
+                .await
+                .unwrap(),
+            None,
+            "stale token cannot release"
+        );
+        store.release_lease("folder:p:INBOX", t2).await.unwrap();
+        assert!(
+            store
+                .acquire_lease("folder:p:INBOX", "b", ttl)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn watermarks_set_and_clear() {
+        let store = SqliteStore::in_memory().unwrap();
+        let mark = FolderWatermark {
+            dst: (1, 5, 4),
+            sources: vec![("INBOX".into(), (9, 5, 4))],
+            present: 4,
+            excluded: 0,
+            options: "x".into(),
+        };
+        store
+            .set_watermark("p", "INBOX", Some(mark.clone()))
+            .await
+            .unwrap();
+        assert_eq!(store.watermark("p", "INBOX").await.unwrap(), Some(mark));
+        store.set_watermark("p", "INBOX", None).await.unwrap();
+        assert_eq!(store.watermark("p", "INBOX").await.unwrap(), None);
+    }
+}

@@ -1,0 +1,246 @@
+//! Report messages: what `check` and `migrate` print, as text or as one JSON document.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::folder::FolderRole;
+use crate::task::{MessageFailure, Quota};
+
+/// Something the user should know that did not stop the migration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Warning {
+    /// A stable machine-readable code, e.g. `flag_not_kept`.
+    pub code: WarningCode,
+    /// The folder concerned (decoded, `/`-separated), if any.
+    pub folder: Option<String>,
+    /// One plain sentence.
+    pub message: String,
+}
+
+/// Warning codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningCode {
+    /// A flag or keyword the target folder does not keep.
+    FlagNotKept,
+    /// A source folder name contained the target's delimiter; it was replaced.
+    DelimiterReplaced,
+    /// A source folder name was not valid modified UTF-7; it was migrated under an escaped name.
+    UndecodableName,
+    /// A virtual folder (`\All`, `\Flagged`) was skipped.
+    VirtualFolderSkipped,
+    /// Folders of another namespace (shared, other users) were left out.
+    OtherNamespaceSkipped,
+    /// Two source folders map to one target folder.
+    FoldersMerged,
+    /// The target rewrote a message on APPEND (keys differ), idempotency rests on the state.
+    KeyUnstable,
+    /// Certificate verification was switched off.
+    InsecureTls,
+    /// A password was given in the URL.
+    PasswordInUrl,
+    /// The target already held mail in a folder.
+    TargetNotEmpty,
+    /// Anything else.
+    Other,
+}
+
+/// One planned folder mapping.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderMapping {
+    /// Source folder, decoded, `/`-separated.
+    pub source: String,
+    /// Target folder, decoded, `/`-separated.
+    pub target: String,
+    /// Source special-use role.
+    pub role: Option<FolderRole>,
+    /// Why the target name differs from the source name, if it does.
+    pub reason: MappingReason,
+    /// Whether the target folder exists already.
+    pub target_exists: bool,
+}
+
+/// Why a folder lands where it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MappingReason {
+    /// Same name.
+    Same,
+    /// Special-use role matched on the target.
+    SpecialUse,
+    /// An explicit `--map`.
+    Explicit,
+    /// A target delimiter inside a name component was replaced.
+    DelimiterReplaced,
+    /// The name was undecodable and migrated escaped.
+    Escaped,
+}
+
+/// One folder's figures in a health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderFigures {
+    /// Decoded name, `/`-separated.
+    pub name: String,
+    /// Special-use role.
+    pub role: Option<FolderRole>,
+    /// Selectable.
+    pub selectable: bool,
+    /// Subscribed.
+    pub subscribed: bool,
+    /// Message count.
+    pub messages: u32,
+    /// Sum of sizes.
+    pub bytes: u64,
+    /// Largest message.
+    pub largest: u64,
+}
+
+/// One account's side of a health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountReport {
+    /// `user@host:port`.
+    pub account: String,
+    /// CAPABILITY.
+    pub capabilities: Vec<String>,
+    /// Personal namespace prefix.
+    pub personal_prefix: String,
+    /// Hierarchy delimiter.
+    pub delimiter: Option<String>,
+    /// Per folder.
+    pub folders: Vec<FolderFigures>,
+    /// Totals.
+    pub messages: u64,
+    /// Total bytes.
+    pub bytes: u64,
+    /// Quota.
+    pub quota: Option<Quota>,
+    /// APPENDLIMIT.
+    pub append_limit: Option<u64>,
+}
+
+/// A problem a health check found, in plain words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Whether `migrate` would fail because of it (exit code 3 for `check`).
+    pub blocking: bool,
+    /// The sentence.
+    pub message: String,
+}
+
+/// What `mailferry check` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// Source account.
+    pub source: AccountReport,
+    /// Target account.
+    pub target: AccountReport,
+    /// Planned folder mapping.
+    pub mapping: Vec<FolderMapping>,
+    /// Source folders left out, with the reason.
+    pub skipped_folders: Vec<SkippedFolder>,
+    /// Bytes the migration would add to the target (upper bound: every included source message).
+    pub bytes_needed: u64,
+    /// Target quota headroom, bytes, if the target has a storage quota.
+    pub quota_free: Option<u64>,
+    /// Source messages larger than the target accepts.
+    pub oversized_messages: u64,
+    /// Target folders that already hold mail.
+    pub target_folders_with_mail: Vec<String>,
+    /// Problems in plain words.
+    pub problems: Vec<Problem>,
+    /// Warnings.
+    pub warnings: Vec<Warning>,
+    /// When the check finished.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// A source folder the plan leaves out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedFolder {
+    /// Decoded name.
+    pub name: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Final state of a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PairStatus {
+    /// Everything copied or already present.
+    Completed,
+    /// Finished, some messages failed.
+    CompletedWithFailures,
+    /// Could not run: login refused.
+    AuthFailed,
+    /// Could not run: server unreachable or TLS failure.
+    ConnectFailed,
+    /// Stopped by another fatal error.
+    Failed,
+    /// Interrupted by the user.
+    Interrupted,
+}
+
+/// Per-folder figures of a migration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderSummary {
+    /// Source folder(s), decoded.
+    pub source: String,
+    /// Target folder, decoded.
+    pub target: String,
+    /// Whether the folder was created on the target by this run.
+    pub created: bool,
+    /// Messages copied.
+    pub copied: u64,
+    /// Bytes copied.
+    pub bytes: u64,
+    /// Messages found already on the target.
+    pub already_present: u64,
+    /// Messages left out by options.
+    pub excluded: u64,
+    /// Messages that failed.
+    pub failed: u64,
+}
+
+/// What `mailferry migrate` prints for one mailbox pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairSummary {
+    /// Source `user@host:port`.
+    pub source: String,
+    /// Target `user@host:port`.
+    pub target: String,
+    /// Final state.
+    pub status: PairStatus,
+    /// Whether this was a dry run (nothing written).
+    pub dry_run: bool,
+    /// Folders in the plan.
+    pub folders: u64,
+    /// Folders created on the target.
+    pub folders_created: u64,
+    /// Messages copied.
+    pub messages_copied: u64,
+    /// Bytes copied.
+    pub bytes_copied: u64,
+    /// Messages already on the target.
+    pub already_present: u64,
+    /// Messages left out by options (`--max-size`, `--skip-deleted`).
+    pub excluded: u64,
+    /// Messages that failed.
+    pub failed: u64,
+    /// Each failure.
+    pub failures: Vec<MessageFailure>,
+    /// Warnings.
+    pub warnings: Vec<Warning>,
+    /// A fatal error that stopped the pair, if any.
+    pub error: Option<String>,
+    /// Per folder.
+    pub folder_details: Vec<FolderSummary>,
+    /// Source folders left out, with the reason.
+    pub skipped_folders: Vec<SkippedFolder>,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// Finish.
+    pub finished_at: DateTime<Utc>,
+    /// Seconds.
+    pub duration_secs: f64,
+}

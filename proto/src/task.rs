@@ -1,0 +1,406 @@
+//! Task and outcome envelopes: what the coordinator asks a worker to do, and what comes back.
+//!
+//! Envelopes are versioned ([`ENVELOPE_VERSION`]) and never carry credentials: a worker loads a
+//! pair's endpoints and secrets from its credential source by `pair_id`.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ErrorKind, FailureKind};
+use crate::folder::{FolderPath, FolderRole};
+use crate::key::MessageKey;
+use crate::report::Warning;
+
+/// Version of the envelope format; a worker refuses envelopes of a version it does not know.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// TLS mode of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// TLS from the first byte (imaps, port 993).
+    Implicit,
+    /// Plain connection upgraded with STARTTLS, which is required (imap, port 143).
+    Starttls,
+    /// No TLS at all (only loopback, or with an explicit override).
+    None,
+}
+
+/// One side of a mailbox pair, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Login name.
+    pub user: String,
+    /// How TLS is used.
+    pub tls: TlsMode,
+    /// Extra trusted CA certificate (PEM file path).
+    pub ca_file: Option<String>,
+    /// Skip certificate verification (never the default).
+    pub insecure_skip_verify: bool,
+}
+
+impl Endpoint {
+    /// `user@host:port`, for messages to people. Never contains a secret.
+    pub fn display(&self) -> String {
+        format!("{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
+/// Which side of a pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The mailbox mail is copied from.
+    Source,
+    /// The mailbox mail is copied to.
+    Target,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Target => "target",
+        })
+    }
+}
+
+/// A unit of work on the queue.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskEnvelope {
+    /// Envelope format version.
+    pub version: u32,
+    /// Unique id; outcomes refer to it, a later attempt replaces an earlier outcome.
+    pub task_id: String,
+    /// The migration this task belongs to.
+    pub migration_id: String,
+    /// The mailbox pair this task works on.
+    pub pair_id: String,
+    /// Retry count of this task (0 for the first publish).
+    pub attempt: u32,
+    /// What to do.
+    pub body: TaskBody,
+}
+
+/// The kinds of task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TaskBody {
+    /// Log into both sides and list folders, capabilities, quota.
+    List(ListTask),
+    /// Inventory one target folder and the source folders mapped to it.
+    Inventory(InventoryTask),
+    /// Copy one batch of messages of a chain.
+    CopyBatch(CopyBatchTask),
+}
+
+/// List both accounts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListTask {
+    /// Also fetch every message's size per folder (for `check`: bytes and largest message).
+    pub with_sizes: bool,
+    /// Messages above this size are reported (the target's APPENDLIMIT or `--max-size`).
+    pub report_larger_than: Option<u64>,
+}
+
+/// A source folder as the planner refers to it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SourceFolderRef {
+    /// The server's own name, byte for byte (never re-encoded).
+    pub raw: String,
+    /// The decoded path, for people and for reports.
+    pub path: FolderPath,
+}
+
+/// Inventory of one target folder and its sources.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InventoryTask {
+    /// The decoded target path (the worker encodes it for the target).
+    pub target: FolderPath,
+    /// The target's raw name if the folder already exists there.
+    pub target_raw: Option<String>,
+    /// The source folders whose mail lands in `target`, in chain order.
+    pub sources: Vec<SourceFolderRef>,
+}
+
+/// One message of a copy batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BatchItem {
+    /// Source UID.
+    pub uid: u32,
+    /// RFC822.SIZE at inventory time.
+    pub size: u64,
+    /// The message key (refined by the body digest when the header key alone was ambiguous).
+    pub key: MessageKey,
+    /// The key of the identifying headers alone; `None` when the message has none of them and
+    /// `key` is the digest of the whole message. Differs from `key` when `key` is refined.
+    pub header_key: Option<MessageKey>,
+    /// This message's rank among the copies of `key` the plan owes (1, 2, ...).
+    pub rank: u32,
+    /// Subject, for failure reports.
+    pub subject: String,
+}
+
+/// Copy a batch of one source folder into one target folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CopyBatchTask {
+    /// Plan generation; a batch of an older generation is superseded.
+    pub generation: u64,
+    /// Decoded target path.
+    pub target: FolderPath,
+    /// The target's raw name when known (existing folder); otherwise the worker encodes `target`.
+    pub target_raw: Option<String>,
+    /// Create the target folder (and subscribe it) before copying.
+    pub create: bool,
+    /// Subscribe the target folder.
+    pub subscribe: bool,
+    /// Target UIDVALIDITY at plan time (None for a folder the plan creates).
+    pub dst_uidvalidity: Option<u32>,
+    /// Target UIDNEXT at plan time (1 for a folder the plan creates).
+    pub dst_uidnext_at_plan: u32,
+    /// The source folder.
+    pub source: SourceFolderRef,
+    /// Source UIDVALIDITY at plan time.
+    pub src_uidvalidity: u32,
+    /// Messages to copy, in ascending source UID order.
+    pub items: Vec<BatchItem>,
+    /// Index of this batch in its chain.
+    pub seq: u32,
+}
+
+/// What came back from a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutcomeEnvelope {
+    /// The task this answers.
+    pub task_id: String,
+    /// Migration id.
+    pub migration_id: String,
+    /// Pair id.
+    pub pair_id: String,
+    /// Attempt of the task this answers.
+    pub attempt: u32,
+    /// When the worker finished.
+    pub finished_at: DateTime<Utc>,
+    /// The result.
+    pub body: OutcomeBody,
+}
+
+/// Results by task kind, or a task-level failure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OutcomeBody {
+    /// Both accounts listed.
+    List(Box<ListResult>),
+    /// One target folder inventoried.
+    Inventory(Box<InventoryResult>),
+    /// One batch copied (fully or partly).
+    Copy(Box<CopyResult>),
+    /// The task as a whole failed.
+    Failed(TaskFailure),
+}
+
+/// A task that failed as a whole.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskFailure {
+    /// What kind of failure; decides retry.
+    pub kind: ErrorKind,
+    /// Which side failed, if one.
+    pub side: Option<Side>,
+    /// One plain sentence naming the account and what to do. Never contains a secret.
+    pub message: String,
+}
+
+/// Facts about one folder of one account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FolderListing {
+    /// The server's name, byte for byte.
+    pub raw: String,
+    /// Decoded path (personal prefix stripped). For an undecodable name: its raw text, taken literally.
+    pub path: FolderPath,
+    /// Set when the raw name is not valid modified UTF-7; the path is then the raw text.
+    pub decode_error: Option<String>,
+    /// The hierarchy delimiter the server reported for it.
+    pub delimiter: Option<char>,
+    /// LIST attributes as the server sent them.
+    pub attributes: Vec<String>,
+    /// Special-use role from the attributes (RFC 6154).
+    pub role: Option<FolderRole>,
+    /// Whether the folder can be selected (no `\Noselect`/`\NonExistent`).
+    pub selectable: bool,
+    /// Whether LSUB lists it.
+    pub subscribed: bool,
+    /// STATUS of the folder when selectable.
+    pub status: Option<FolderStatus>,
+    /// Sizes, when the task asked for them.
+    pub sizes: Option<FolderSizes>,
+}
+
+/// STATUS figures (RFC 3501 §6.3.10, RFC 7162 HIGHESTMODSEQ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderStatus {
+    /// MESSAGES.
+    pub messages: u32,
+    /// UIDNEXT.
+    pub uidnext: u32,
+    /// UIDVALIDITY.
+    pub uidvalidity: u32,
+    /// HIGHESTMODSEQ where CONDSTORE is offered.
+    pub highestmodseq: Option<u64>,
+}
+
+/// Per-folder size figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderSizes {
+    /// Sum of RFC822.SIZE.
+    pub bytes: u64,
+    /// Largest RFC822.SIZE.
+    pub largest: u64,
+    /// UIDs and sizes of messages above the task's `report_larger_than`.
+    pub oversized: Vec<(u32, u64)>,
+}
+
+/// One account, listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccountListing {
+    /// CAPABILITY after login.
+    pub capabilities: Vec<String>,
+    /// Personal namespace prefix (RFC 2342), e.g. `INBOX.`, or empty.
+    pub personal_prefix: String,
+    /// Hierarchy delimiter of the personal namespace.
+    pub delimiter: Option<char>,
+    /// Folders of the personal namespace, shared and other users' left out.
+    pub folders: Vec<FolderListing>,
+    /// Names left out because they belong to another namespace.
+    pub other_namespace_folders: Vec<String>,
+    /// Quota of the INBOX's quota root (RFC 9208).
+    pub quota: Option<Quota>,
+    /// APPENDLIMIT (RFC 7889), if advertised server-wide.
+    pub append_limit: Option<u64>,
+}
+
+impl AccountListing {
+    /// Whether the server advertises a capability (case-insensitive).
+    pub fn has_capability(&self, cap: &str) -> bool {
+        self.capabilities
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(cap))
+    }
+}
+
+/// A quota root's STORAGE (KiB) and MESSAGE resources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    /// STORAGE used, bytes.
+    pub storage_used: Option<u64>,
+    /// STORAGE limit, bytes.
+    pub storage_limit: Option<u64>,
+    /// MESSAGE count used.
+    pub messages_used: Option<u64>,
+    /// MESSAGE count limit.
+    pub messages_limit: Option<u64>,
+}
+
+/// Result of a List task: both accounts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListResult {
+    /// The source account.
+    pub source: AccountListing,
+    /// The target account.
+    pub target: AccountListing,
+}
+
+/// One message as inventoried.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InventoryMessage {
+    /// UID in its folder.
+    pub uid: u32,
+    /// RFC822.SIZE.
+    pub size: u64,
+    /// Message key (refined by the body digest when the header key alone was ambiguous).
+    pub key: MessageKey,
+    /// Key of the identifying headers alone (`None`: none present, `key` digests the whole message).
+    pub header_key: Option<MessageKey>,
+    /// Flags and keywords.
+    pub flags: Vec<String>,
+    /// INTERNALDATE as the server reported it.
+    pub internal_date: Option<DateTime<FixedOffset>>,
+    /// Subject (decoded, truncated) for reports; empty on the target side.
+    pub subject: String,
+}
+
+/// One folder's inventory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FolderInventory {
+    /// The folder's raw name.
+    pub raw: String,
+    /// UIDVALIDITY.
+    pub uidvalidity: u32,
+    /// UIDNEXT at inventory time.
+    pub uidnext: u32,
+    /// Flags the folder keeps permanently (PERMANENTFLAGS); `\*` means new keywords allowed.
+    pub permanent_flags: Vec<String>,
+    /// Messages in ascending UID order.
+    pub messages: Vec<InventoryMessage>,
+}
+
+/// Result of an Inventory task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InventoryResult {
+    /// The target folder path.
+    pub target: FolderPath,
+    /// The target folder, if it exists.
+    pub target_inventory: Option<FolderInventory>,
+    /// Each source folder, in the task's order.
+    pub sources: Vec<FolderInventory>,
+}
+
+/// A message that could not be copied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageFailure {
+    /// Source folder (decoded, `/`-separated).
+    pub folder: String,
+    /// Source UID.
+    pub uid: u32,
+    /// Subject.
+    pub subject: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// What went wrong.
+    pub kind: FailureKind,
+    /// Plain-language reason, with the server's words where useful.
+    pub reason: String,
+    /// What to do.
+    pub advice: String,
+}
+
+/// A copied message and where it landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopiedMessage {
+    /// Source UID.
+    pub src_uid: u32,
+    /// Target UID from APPENDUID, when the target reports it.
+    pub dst_uid: Option<u32>,
+    /// Bytes appended.
+    pub bytes: u64,
+}
+
+/// Result of a CopyBatch task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CopyResult {
+    /// Target folder path.
+    pub target: FolderPath,
+    /// Whether this batch created the target folder.
+    pub created: bool,
+    /// The target folder's UIDVALIDITY as seen by the worker.
+    pub dst_uidvalidity: Option<u32>,
+    /// Messages appended now, or found already appended by an earlier attempt.
+    pub copied: Vec<CopiedMessage>,
+    /// Messages that failed for good.
+    pub failed: Vec<MessageFailure>,
+    /// Things the user should know.
+    pub warnings: Vec<Warning>,
+}
