@@ -402,10 +402,11 @@ impl Store for SqliteStore {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()?;
-            if let Some((h, expires)) = current {
-                if h != holder && expires > now {
-                    return Ok(None);
-                }
+            if let Some((h, expires)) = current
+                && h != holder
+                && expires > now
+            {
+                return Ok(None);
             }
             tx.execute(
                 "INSERT INTO lease_token (id, next) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET next = next + 1",

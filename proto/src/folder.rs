@@ -79,10 +79,10 @@ impl FolderPath {
 
     /// Spells a top-level `inbox` (any case) as `INBOX` (RFC 3501 §5.1: INBOX is case-insensitive).
     pub fn normalise_inbox(mut self) -> FolderPath {
-        if let Some(first) = self.0.first_mut() {
-            if first.eq_ignore_ascii_case("INBOX") {
-                *first = "INBOX".to_owned();
-            }
+        if let Some(first) = self.0.first_mut()
+            && first.eq_ignore_ascii_case("INBOX")
+        {
+            *first = "INBOX".to_owned();
         }
         self
     }
