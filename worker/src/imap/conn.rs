@@ -1,0 +1,593 @@
+//! One IMAP connection: TCP, TLS (implicit or STARTTLS), the greeting, login, and running
+//! commands with an inactivity timeout on every wait.
+//!
+//! The timeout bounds each read and each 64 KiB write, not whole commands, so a slow 50 MB APPEND
+//! is not killed while a silent server is noticed (DESIGN.md, "Bounded").
+
+use std::time::Duration;
+
+use mailferry_proto::ErrorKind;
+use mailferry_proto::task::{Endpoint, Side, TlsMode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+
+use super::error::{ImapError, ImapResult};
+use super::tls;
+use super::wire::{self, Code, Framed, Response, Status, Value};
+
+/// Connection settings shared by every connection of a run.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Inactivity timeout for every wait.
+    pub timeout: Duration,
+    /// Largest literal accepted from the server.
+    pub max_literal: u64,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions { timeout: Duration::from_secs(120), max_literal: 1 << 31 }
+    }
+}
+
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while STARTTLS swaps the stream.
+    Closed,
+}
+
+fn closed() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotConnected, "connection closed")
+}
+
+impl Transport {
+    async fn read_buf(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read_buf(buf).await,
+            Transport::Tls(s) => s.read_buf(buf).await,
+            Transport::Closed => Err(closed()),
+        }
+    }
+
+    async fn write_all(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.write_all(b).await,
+            Transport::Tls(s) => s.write_all(b).await,
+            Transport::Closed => Err(closed()),
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.flush().await,
+            Transport::Tls(s) => s.flush().await,
+            Transport::Closed => Err(closed()),
+        }
+    }
+}
+
+/// A command argument: text as is, or bytes sent as a literal.
+#[derive(Debug)]
+pub enum Arg<'a> {
+    /// Sent verbatim.
+    Text(std::borrow::Cow<'a, str>),
+    /// Sent as a literal (`{n}` or `{n+}`).
+    Literal(&'a [u8]),
+}
+
+/// A finished command.
+#[derive(Debug)]
+pub struct Completion {
+    /// OK, NO or BAD.
+    pub status: Status,
+    /// Response code.
+    pub code: Option<Code>,
+    /// Text.
+    pub text: String,
+    /// Untagged responses received while the command ran.
+    pub untagged: Vec<Response>,
+}
+
+/// An authenticated (or not yet) IMAP connection.
+pub struct Connection {
+    transport: Transport,
+    rbuf: Vec<u8>,
+    scan: usize,
+    next_tag: u64,
+    opts: ConnectOptions,
+    /// Side, for error messages.
+    pub side: Side,
+    /// `user@host:port`, for error messages.
+    pub account: String,
+    capabilities: Vec<String>,
+    /// Completions of other pipelined commands that arrived while waiting for a continuation.
+    stash: Vec<Response>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Connection({} {})", self.side, self.account)
+    }
+}
+
+impl Connection {
+    /// Connects, sets up TLS as the endpoint asks, and reads the greeting.
+    pub async fn connect(ep: &Endpoint, side: Side, opts: &ConnectOptions) -> ImapResult<Connection> {
+        let account = ep.display();
+        let err = |kind, msg: String| ImapError::new(kind, side, msg);
+        let tcp = tokio::time::timeout(opts.timeout, TcpStream::connect((ep.host.as_str(), ep.port)))
+            .await
+            .map_err(|_| {
+                err(ErrorKind::Connect, format!(
+                    "{side} {account}: no answer from {}:{} within {}s; check the host name, port and firewall",
+                    ep.host, ep.port, opts.timeout.as_secs()
+                ))
+            })?
+            .map_err(|e| {
+                err(ErrorKind::Connect, format!(
+                    "{side} {account}: cannot connect to {}:{} ({}); check the host name and port",
+                    ep.host, ep.port, io_reason(&e)
+                ))
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let transport = match ep.tls {
+            TlsMode::Implicit => Transport::Tls(Box::new(tls::handshake(tcp, ep, side, opts.timeout).await?)),
+            TlsMode::Starttls | TlsMode::None => Transport::Plain(tcp),
+        };
+        let mut conn = Connection {
+            transport,
+            rbuf: Vec::with_capacity(64 * 1024),
+            scan: 0,
+            next_tag: 1,
+            opts: opts.clone(),
+            side,
+            account,
+            capabilities: Vec::new(),
+            stash: Vec::new(),
+        };
+        conn.greeting().await?;
+        if ep.tls == TlsMode::Starttls {
+            conn.starttls(ep).await?;
+        }
+        Ok(conn)
+    }
+
+    async fn greeting(&mut self) -> ImapResult<()> {
+        let first = self.read_response().await.map_err(|e| {
+            if e.kind == ErrorKind::Transient {
+                self.err(ErrorKind::Connect, format!("the server sent no IMAP greeting ({}); is this an IMAP port?", e.message))
+            } else {
+                e
+            }
+        })?;
+        match first {
+            Response::UntaggedStatus { status: Status::Ok | Status::Preauth, code, .. } => {
+                if let Some(c) = code.filter(|c| c.name == "CAPABILITY") {
+                    self.capabilities = c.args.iter().filter_map(Value::as_text).collect();
+                }
+                Ok(())
+            }
+            Response::UntaggedStatus { status: Status::Bye, text, .. } => {
+                Err(self.err(ErrorKind::Transient, format!("the server refused the connection: {text}")))
+            }
+            _ => Err(self.err(ErrorKind::Protocol, "this is not an IMAP server (unexpected greeting); check the port".into())),
+        }
+    }
+
+    async fn starttls(&mut self, ep: &Endpoint) -> ImapResult<()> {
+        if !self.capabilities.is_empty() && !self.has_capability("STARTTLS") {
+            self.refresh_capabilities().await?;
+        }
+        if !self.has_capability("STARTTLS") {
+            return Err(self.err(
+                ErrorKind::Connect,
+                "the server does not offer STARTTLS; use imaps:// (port 993) or --tls none on a trusted network".into(),
+            ));
+        }
+        let done = self.run("STARTTLS").await?;
+        if done.status != Status::Ok {
+            return Err(self.err(ErrorKind::Connect, format!("STARTTLS refused: {}", done.text)));
+        }
+        if !self.rbuf.is_empty() {
+            // RFC 3501 §6.2.1: nothing may follow the OK before the handshake (a STARTTLS injection).
+            return Err(self.err(ErrorKind::Connect, "the server sent data after STARTTLS before TLS began".into()));
+        }
+        let plain = std::mem::replace(&mut self.transport, Transport::Closed);
+        let Transport::Plain(tcp) = plain else {
+            return Err(self.err(ErrorKind::Protocol, "STARTTLS on a connection already under TLS".into()));
+        };
+        self.transport = Transport::Tls(Box::new(tls::handshake(tcp, ep, self.side, self.opts.timeout).await?));
+        // RFC 3501 §6.2.1: capabilities must be asked again after STARTTLS.
+        self.capabilities.clear();
+        Ok(())
+    }
+
+    /// Builds an error about this account.
+    pub fn err(&self, kind: ErrorKind, msg: String) -> ImapError {
+        ImapError::new(kind, self.side, format!("{} {}: {msg}", self.side, self.account))
+    }
+
+    /// Capabilities as last reported.
+    pub fn capabilities(&self) -> &[String] {
+        &self.capabilities
+    }
+
+    /// Whether a capability is offered (case-insensitive).
+    pub fn has_capability(&self, cap: &str) -> bool {
+        self.capabilities.iter().any(|c| c.eq_ignore_ascii_case(cap))
+    }
+
+    /// The value of a `NAME=value` capability, e.g. `APPENDLIMIT=1000`.
+    pub fn capability_value(&self, name: &str) -> Option<String> {
+        self.capabilities.iter().find_map(|c| {
+            let (n, v) = c.split_once('=')?;
+            n.eq_ignore_ascii_case(name).then(|| v.to_owned())
+        })
+    }
+
+    /// Asks CAPABILITY again.
+    pub async fn refresh_capabilities(&mut self) -> ImapResult<()> {
+        let done = self.run("CAPABILITY").await?;
+        let mut caps = Vec::new();
+        for r in &done.untagged {
+            if let Some((kw, rest)) = r.keyword()
+                && kw == "CAPABILITY"
+            {
+                caps.extend(rest.iter().filter_map(Value::as_text));
+            }
+        }
+        if let Some(c) = done.code.filter(|c| c.name == "CAPABILITY") {
+            caps = c.args.iter().filter_map(Value::as_text).collect();
+        }
+        self.capabilities = caps;
+        Ok(())
+    }
+
+    /// Logs in with a password: AUTHENTICATE PLAIN when offered (any byte in the password is
+    /// safe there), LOGIN otherwise.
+    pub async fn login(&mut self, user: &str, password: &str) -> ImapResult<()> {
+        if self.capabilities.is_empty() {
+            self.refresh_capabilities().await?;
+        }
+        if self.has_capability("LOGINDISABLED") && !self.has_capability("AUTH=PLAIN") {
+            return Err(self.err(
+                ErrorKind::Config,
+                "the server refuses logins on this connection; use TLS (imaps:// or STARTTLS)".into(),
+            ));
+        }
+        let done = if self.has_capability("AUTH=PLAIN") {
+            let mut sasl = Vec::with_capacity(user.len() * 2 + password.len() + 2);
+            sasl.push(0);
+            sasl.extend_from_slice(user.as_bytes());
+            sasl.push(0);
+            sasl.extend_from_slice(password.as_bytes());
+            let b64 = base64(&sasl);
+            if self.has_capability("SASL-IR") {
+                self.run_secret(&format!("AUTHENTICATE PLAIN {b64}")).await?
+            } else {
+                self.authenticate_continued("AUTHENTICATE PLAIN", &b64).await?
+            }
+        } else {
+            self.run_args(&[Arg::text("LOGIN "), astring(user), Arg::text(" "), astring(password)]).await?
+        };
+        match done.status {
+            Status::Ok => {
+                if let Some(c) = done.code.filter(|c| c.name == "CAPABILITY") {
+                    self.capabilities = c.args.iter().filter_map(Value::as_text).collect();
+                } else {
+                    self.refresh_capabilities().await?;
+                }
+                Ok(())
+            }
+            _ => {
+                let code = done.code.as_ref().map(|c| c.name.as_str()).unwrap_or("");
+                let kind = match code {
+                    "UNAVAILABLE" | "INUSE" => ErrorKind::Throttled,
+                    _ => ErrorKind::Auth,
+                };
+                Err(self.err(kind, format!(
+                    "login refused ({}); check the user name and password",
+                    if done.text.is_empty() { code.to_owned() } else { done.text.clone() }
+                )))
+            }
+        }
+    }
+
+    async fn authenticate_continued(&mut self, cmd: &str, response: &str) -> ImapResult<Completion> {
+        let tag = self.send_line(cmd).await?;
+        loop {
+            match self.read_response().await? {
+                Response::Continue(_) => {
+                    let mut line = response.as_bytes().to_vec();
+                    line.extend_from_slice(b"\r\n");
+                    self.write(&line).await?;
+                    self.flush().await?;
+                }
+                other => {
+                    if let Some(done) = self.completion_for(&tag, other, &mut Vec::new()) {
+                        return Ok(done);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a command whose text holds a secret: identical to [`Connection::run`], named so that
+    /// no trace of the command is ever logged.
+    async fn run_secret(&mut self, cmd: &str) -> ImapResult<Completion> {
+        let tag = self.send_line(cmd).await?;
+        self.finish(&tag).await
+    }
+
+    /// Runs a simple command and waits for its completion.
+    pub async fn run(&mut self, cmd: &str) -> ImapResult<Completion> {
+        tracing::trace!(side = %self.side, cmd, "imap command");
+        let tag = self.send_line(cmd).await?;
+        self.finish(&tag).await
+    }
+
+    /// Runs a command built of text and literals.
+    pub async fn run_args(&mut self, args: &[Arg<'_>]) -> ImapResult<Completion> {
+        match self.send_args(args, usize::MAX).await? {
+            Ok(tag) => self.finish(&tag).await,
+            Err(refused) => Ok(refused),
+        }
+    }
+
+    /// Sends a command line and returns its tag, without waiting.
+    pub async fn send_line(&mut self, cmd: &str) -> ImapResult<String> {
+        let tag = self.new_tag();
+        let mut line = Vec::with_capacity(tag.len() + cmd.len() + 3);
+        line.extend_from_slice(tag.as_bytes());
+        line.push(b' ');
+        line.extend_from_slice(cmd.as_bytes());
+        line.extend_from_slice(b"\r\n");
+        self.write(&line).await?;
+        self.flush().await?;
+        Ok(tag)
+    }
+
+    /// Sends a command with literals and returns its tag without waiting for completion, or the
+    /// completion when the server refused the command before taking a literal.
+    ///
+    /// Literals up to `sync_above` bytes are non-synchronising where LITERAL+ is offered (RFC
+    /// 7888), so commands pipeline; larger ones wait for the server's `+`, so a server can refuse
+    /// a large message (`[TOOBIG]`, `[OVERQUOTA]`) before it is sent. Under LITERAL- only
+    /// literals up to 4,096 bytes may be non-synchronising.
+    pub async fn send_args(&mut self, args: &[Arg<'_>], sync_above: usize) -> ImapResult<Result<String, Completion>> {
+        let tag = self.new_tag();
+        let nonsync_limit = if self.has_capability("LITERAL+") {
+            sync_above
+        } else if self.has_capability("LITERAL-") {
+            sync_above.min(4096)
+        } else {
+            0
+        };
+        let mut pending: Vec<u8> = Vec::with_capacity(256);
+        pending.extend_from_slice(tag.as_bytes());
+        pending.push(b' ');
+        for a in args {
+            match a {
+                Arg::Text(t) => pending.extend_from_slice(t.as_bytes()),
+                Arg::Literal(bytes) => {
+                    if bytes.len() <= nonsync_limit {
+                        pending.extend_from_slice(format!("{{{}+}}\r\n", bytes.len()).as_bytes());
+                        self.write(&pending).await?;
+                        pending.clear();
+                        self.write(bytes).await?;
+                    } else {
+                        pending.extend_from_slice(format!("{{{}}}\r\n", bytes.len()).as_bytes());
+                        self.write(&pending).await?;
+                        self.flush().await?;
+                        pending.clear();
+                        if let Some(refused) = self.await_continuation(&tag).await? {
+                            return Ok(Err(refused));
+                        }
+                        self.write(bytes).await?;
+                    }
+                }
+            }
+        }
+        pending.extend_from_slice(b"\r\n");
+        self.write(&pending).await?;
+        self.flush().await?;
+        Ok(Ok(tag))
+    }
+
+    /// Waits for `+` before a synchronising literal. Returns the completion instead when the
+    /// server refused the command before reading the literal (e.g. a message too large).
+    /// Completions of other pipelined commands are kept for [`Connection::finish`].
+    async fn await_continuation(&mut self, tag: &str) -> ImapResult<Option<Completion>> {
+        loop {
+            match self.read_response().await? {
+                Response::Continue(_) => return Ok(None),
+                Response::Tagged { tag: t, status, code, text } if t == tag => {
+                    return Ok(Some(Completion { status, code, text, untagged: Vec::new() }));
+                }
+                r @ Response::Tagged { .. } => self.stash.push(r),
+                Response::UntaggedStatus { status: Status::Bye, text, .. } => {
+                    return Err(self.err(ErrorKind::Transient, format!("the server closed the connection: {text}")));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads responses until the completion of `tag`, collecting untagged ones.
+    pub async fn finish(&mut self, tag: &str) -> ImapResult<Completion> {
+        if let Some(i) = self.stash.iter().position(|r| matches!(r, Response::Tagged { tag: t, .. } if t == tag)) {
+            let r = self.stash.swap_remove(i);
+            if let Some(done) = self.completion_for(tag, r, &mut Vec::new()) {
+                return Ok(done);
+            }
+        }
+        let mut untagged = Vec::new();
+        loop {
+            let r = self.read_response().await?;
+            if let Response::UntaggedStatus { status: Status::Bye, text, code } = &r {
+                let kind = match code.as_ref().map(|c| c.name.as_str()) {
+                    Some("UNAVAILABLE" | "THROTTLED" | "LIMIT") => ErrorKind::Throttled,
+                    _ => ErrorKind::Transient,
+                };
+                return Err(self.err(kind, format!("the server closed the connection: {text}")));
+            }
+            if let Some(done) = self.completion_for(tag, r, &mut untagged) {
+                return Ok(done);
+            }
+        }
+    }
+
+    fn completion_for(&self, tag: &str, r: Response, untagged: &mut Vec<Response>) -> Option<Completion> {
+        match r {
+            Response::Tagged { tag: t, status, code, text } if t == tag => Some(Completion {
+                status,
+                code,
+                text,
+                untagged: std::mem::take(untagged),
+            }),
+            Response::Tagged { .. } | Response::Continue(_) => None,
+            other => {
+                untagged.push(other);
+                None
+            }
+        }
+    }
+
+    fn new_tag(&mut self) -> String {
+        let t = format!("m{}", self.next_tag);
+        self.next_tag += 1;
+        t
+    }
+
+    /// Queues bytes for the server, in chunks, each under the inactivity timeout.
+    pub async fn write(&mut self, bytes: &[u8]) -> ImapResult<()> {
+        for chunk in bytes.chunks(64 * 1024) {
+            match tokio::time::timeout(self.opts.timeout, self.transport.write_all(chunk)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(self.err(ErrorKind::Transient, format!("connection lost while sending ({})", io_reason(&e)))),
+                Err(_) => return Err(self.timeout_error("sending")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes written bytes.
+    pub async fn flush(&mut self) -> ImapResult<()> {
+        match tokio::time::timeout(self.opts.timeout, self.transport.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.err(ErrorKind::Transient, format!("connection lost while sending ({})", io_reason(&e)))),
+            Err(_) => Err(self.timeout_error("sending")),
+        }
+    }
+
+    fn timeout_error(&self, what: &str) -> ImapError {
+        self.err(ErrorKind::Transient, format!(
+            "the server stopped responding while {what} (nothing for {}s); it will be retried",
+            self.opts.timeout.as_secs()
+        ))
+    }
+
+    /// Reads one complete response. A BYE is returned like any other response; end of stream
+    /// and timeouts are errors.
+    pub async fn read_response(&mut self) -> ImapResult<Response> {
+        loop {
+            match wire::frame(&self.rbuf, self.scan, self.opts.max_literal) {
+                Ok(Framed::Complete(end)) => {
+                    let resp = wire::parse(self.rbuf.get(..end).unwrap_or_default());
+                    self.rbuf.drain(..end);
+                    self.scan = 0;
+                    return Ok(resp);
+                }
+                Ok(Framed::Incomplete { scan, need }) => {
+                    self.scan = scan;
+                    self.rbuf.reserve(need.saturating_sub(self.rbuf.len()).clamp(16 * 1024, 8 << 20));
+                }
+                Err(e) => return Err(self.err(ErrorKind::Protocol, format!("unusable response from the server: {e}"))),
+            }
+            match tokio::time::timeout(self.opts.timeout, self.transport.read_buf(&mut self.rbuf)).await {
+                Ok(Ok(0)) => {
+                    return Err(self.err(ErrorKind::Transient, "the server closed the connection".into()));
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(self.err(ErrorKind::Transient, format!("connection lost ({})", io_reason(&e)))),
+                Err(_) => return Err(self.timeout_error("waiting for an answer")),
+            }
+        }
+    }
+
+    /// Logs out politely, ignoring failures.
+    pub async fn logout(mut self) {
+        let t = self.opts.timeout;
+        self.opts.timeout = Duration::from_secs(5).min(t);
+        let _ = self.run("LOGOUT").await;
+    }
+}
+
+/// Error kind of a NO/BAD response code (RFC 5530) outside APPEND.
+pub fn classify_code(code: &str) -> ErrorKind {
+    match code {
+        "UNAVAILABLE" | "INUSE" | "THROTTLED" | "LIMIT" => ErrorKind::Throttled,
+        "AUTHENTICATIONFAILED" | "AUTHORIZATIONFAILED" | "EXPIRED" | "PRIVACYREQUIRED" => ErrorKind::Auth,
+        "SERVERBUG" => ErrorKind::Transient,
+        _ => ErrorKind::Permanent,
+    }
+}
+
+/// A string argument: quoted when it can be, a literal otherwise (8-bit, CR, LF).
+pub fn astring(s: &str) -> Arg<'_> {
+    match wire::quote(s) {
+        Some(q) => Arg::Text(q.into()),
+        None => Arg::Literal(s.as_bytes()),
+    }
+}
+
+impl<'a> Arg<'a> {
+    /// Verbatim command text.
+    pub fn text(s: &'a str) -> Arg<'a> {
+        Arg::Text(std::borrow::Cow::Borrowed(s))
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+        std::io::ErrorKind::TimedOut => "timed out".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Standard base64 (RFC 4648 §4) with padding, for SASL.
+pub fn base64(input: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(T[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(b"\0user\0pass"), "AHVzZXIAcGFzcw==");
+    }
+}
