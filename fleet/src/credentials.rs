@@ -1,10 +1,10 @@
 //! Credentials: secrets never travel in task envelopes; a worker asks its credential source for a
-//! pair's secrets by pair id. The embedded mode keeps them in process memory only.
+//! pair's endpoints and secrets by pair id. The embedded mode keeps them in process memory only.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use mailferry_proto::task::Side;
+use mailferry_proto::task::{Endpoint, Side};
 
 /// A secret string that never prints itself.
 #[derive(Clone, PartialEq, Eq)]
@@ -35,34 +35,30 @@ pub enum Credentials {
     Password(Secret),
 }
 
-/// Where a worker finds a pair's secrets.
+/// Where a worker finds a pair's endpoints and secrets.
 pub trait CredentialSource: Send + Sync + 'static {
-    /// The credentials of one side of a pair, if known.
-    fn credentials(&self, pair_id: &str, side: Side) -> Option<Credentials>;
+    /// The endpoint and credentials of one side of a pair, if known.
+    fn account(&self, pair_id: &str, side: Side) -> Option<(Endpoint, Credentials)>;
 }
 
 /// Credentials held in process memory (embedded mode): never written anywhere.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryCredentials {
-    inner: Arc<RwLock<HashMap<(String, Side), Credentials>>>,
+    inner: Arc<RwLock<HashMap<(String, Side), (Endpoint, Credentials)>>>,
 }
 
 impl MemoryCredentials {
-    /// Registers one side's credentials.
-    pub fn insert(&self, pair_id: &str, side: Side, creds: Credentials) {
+    /// Registers one side's endpoint and credentials.
+    pub fn insert(&self, pair_id: &str, side: Side, endpoint: Endpoint, creds: Credentials) {
         if let Ok(mut map) = self.inner.write() {
-            map.insert((pair_id.to_owned(), side), creds);
+            map.insert((pair_id.to_owned(), side), (endpoint, creds));
         }
     }
 }
 
 impl CredentialSource for MemoryCredentials {
-    fn credentials(&self, pair_id: &str, side: Side) -> Option<Credentials> {
-        self.inner
-            .read()
-            .ok()?
-            .get(&(pair_id.to_owned(), side))
-            .cloned()
+    fn account(&self, pair_id: &str, side: Side) -> Option<(Endpoint, Credentials)> {
+        self.inner.read().ok()?.get(&(pair_id.to_owned(), side)).cloned()
     }
 }
 

@@ -217,6 +217,8 @@ pub struct PairSummary {
     pub folders: u64,
     /// Folders created on the target.
     pub folders_created: u64,
+    /// Messages the plan had to copy (with `--dry-run`: would copy).
+    pub planned: u64,
     /// Messages copied.
     pub messages_copied: u64,
     /// Bytes copied.

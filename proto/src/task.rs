@@ -94,8 +94,41 @@ pub enum TaskBody {
     List(ListTask),
     /// Inventory one target folder and the source folders mapped to it.
     Inventory(InventoryTask),
+    /// Create and subscribe target folders, parents first.
+    CreateFolders(CreateFoldersTask),
     /// Copy one batch of messages of a chain.
     CopyBatch(CopyBatchTask),
+}
+
+/// One folder to create or subscribe on the target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FolderToPrepare {
+    /// Decoded path.
+    pub path: FolderPath,
+    /// Raw target name.
+    pub raw: String,
+    /// Create it (it does not exist yet).
+    pub create: bool,
+    /// Subscribe it.
+    pub subscribe: bool,
+}
+
+/// Create target folders (in the given order: parents first) and subscribe them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateFoldersTask {
+    /// The folders.
+    pub folders: Vec<FolderToPrepare>,
+}
+
+/// Result of a CreateFolders task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateFoldersResult {
+    /// Raw names created.
+    pub created: Vec<String>,
+    /// Raw names that could not be created, with the server's reason.
+    pub failed: Vec<(String, String)>,
+    /// Raw names subscribed.
+    pub subscribed: Vec<String>,
 }
 
 /// List both accounts.
@@ -123,6 +156,10 @@ pub struct InventoryTask {
     pub target: FolderPath,
     /// The target's raw name if the folder already exists there.
     pub target_raw: Option<String>,
+    /// The target's personal namespace prefix (to encode a new folder's name).
+    pub dst_prefix: String,
+    /// The target's hierarchy delimiter.
+    pub dst_delimiter: Option<char>,
     /// The source folders whose mail lands in `target`, in chain order.
     pub sources: Vec<SourceFolderRef>,
 }
@@ -152,12 +189,8 @@ pub struct CopyBatchTask {
     pub generation: u64,
     /// Decoded target path.
     pub target: FolderPath,
-    /// The target's raw name when known (existing folder); otherwise the worker encodes `target`.
-    pub target_raw: Option<String>,
-    /// Create the target folder (and subscribe it) before copying.
-    pub create: bool,
-    /// Subscribe the target folder.
-    pub subscribe: bool,
+    /// The target's raw name.
+    pub target_raw: String,
     /// Target UIDVALIDITY at plan time (None for a folder the plan creates).
     pub dst_uidvalidity: Option<u32>,
     /// Target UIDNEXT at plan time (1 for a folder the plan creates).
@@ -197,6 +230,8 @@ pub enum OutcomeBody {
     List(Box<ListResult>),
     /// One target folder inventoried.
     Inventory(Box<InventoryResult>),
+    /// Target folders prepared.
+    Folders(CreateFoldersResult),
     /// One batch copied (fully or partly).
     Copy(Box<CopyResult>),
     /// The task as a whole failed.
@@ -352,6 +387,8 @@ pub struct FolderInventory {
 pub struct InventoryResult {
     /// The target folder path.
     pub target: FolderPath,
+    /// The target folder's raw name (existing, or encoded for creation).
+    pub target_raw: String,
     /// The target folder, if it exists.
     pub target_inventory: Option<FolderInventory>,
     /// Each source folder, in the task's order.
@@ -393,8 +430,6 @@ pub struct CopiedMessage {
 pub struct CopyResult {
     /// Target folder path.
     pub target: FolderPath,
-    /// Whether this batch created the target folder.
-    pub created: bool,
     /// The target folder's UIDVALIDITY as seen by the worker.
     pub dst_uidvalidity: Option<u32>,
     /// Messages appended now, or found already appended by an earlier attempt.

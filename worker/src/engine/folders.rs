@@ -1,0 +1,31 @@
+//! CreateFolders task: create target folders parents first, and subscribe them. CREATE and
+//! SUBSCRIBE are, with APPEND, the only commands that change the target.
+
+use mailferry_fleet::{CredentialSource, Store};
+use mailferry_proto::task::{CreateFoldersResult, CreateFoldersTask, Side};
+
+use super::Engine;
+use crate::imap::ImapResult;
+
+/// Runs a CreateFolders task.
+pub async fn run<S: Store, C: CredentialSource>(engine: &Engine<S, C>, pair: &str, task: &CreateFoldersTask) -> ImapResult<CreateFoldersResult> {
+    let mut conn = engine.open(pair, Side::Target).await?;
+    let mut out = CreateFoldersResult { created: Vec::new(), failed: Vec::new(), subscribed: Vec::new() };
+    for f in &task.folders {
+        if f.create {
+            match conn.create(&f.raw).await? {
+                Ok(()) => out.created.push(f.raw.clone()),
+                Err(done) => {
+                    out.failed.push((f.raw.clone(), done.text));
+                    continue;
+                }
+            }
+        }
+        if f.subscribe {
+            conn.subscribe(&f.raw).await?;
+            out.subscribed.push(f.raw.clone());
+        }
+    }
+    conn.logout().await;
+    Ok(out)
+}

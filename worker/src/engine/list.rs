@@ -1,0 +1,105 @@
+//! List task: log into both sides and report capabilities, folders (personal namespace only),
+//! subscriptions, STATUS, quota and APPENDLIMIT, and, for `check`, per-folder sizes.
+
+use std::collections::HashSet;
+
+use mailferry_fleet::{CredentialSource, Store};
+use mailferry_proto::FolderRole;
+use mailferry_proto::task::{AccountListing, FolderListing, FolderSizes, ListResult, ListTask, Side};
+
+use super::Engine;
+use crate::imap::{Connection, ImapResult};
+use crate::mailbox::name::decode_name;
+
+/// Runs a List task.
+pub async fn run<S: Store, C: CredentialSource>(engine: &Engine<S, C>, pair: &str, task: &ListTask) -> ImapResult<ListResult> {
+    let (src, dst) = tokio::join!(
+        async {
+            let mut c = engine.open(pair, Side::Source).await?;
+            let r = list_account(&mut c, task.with_sizes, task.report_larger_than).await;
+            c.logout().await;
+            r
+        },
+        async {
+            let mut c = engine.open(pair, Side::Target).await?;
+            let r = list_account(&mut c, task.with_sizes, None).await;
+            c.logout().await;
+            r
+        }
+    );
+    Ok(ListResult { source: src?, target: dst? })
+}
+
+/// Lists one account.
+pub async fn list_account(conn: &mut Connection, with_sizes: bool, larger_than: Option<u64>) -> ImapResult<AccountListing> {
+    let ns = conn.namespaces().await?;
+    let entries = conn.list(false).await?;
+    let subscribed: HashSet<String> = conn.list(true).await?.into_iter().map(|e| e.name).collect();
+    let (prefix, ns_delim) = ns.personal.clone().unwrap_or_default();
+    let delimiter = ns_delim.or_else(|| entries.iter().find_map(|e| e.delimiter));
+    let mut folders = Vec::new();
+    let mut others = Vec::new();
+    for e in entries {
+        // RFC 2342: a name under a more specific prefix of another namespace (or that prefix's
+        // own root) belongs to that namespace, even when the personal prefix is empty.
+        let in_other = ns.others.iter().any(|p| {
+            !p.is_empty()
+                && p.len() > prefix.len()
+                && (e.name.starts_with(p.as_str()) || e.delimiter.is_some_and(|d| format!("{}{d}", e.name) == *p))
+        });
+        let decoded = decode_name(&e.name, e.delimiter.or(delimiter), &prefix);
+        if in_other || !decoded.in_personal_namespace {
+            others.push(e.name);
+            continue;
+        }
+        let selectable = !e.attributes.iter().any(|a| a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent"));
+        let role = e.attributes.iter().find_map(|a| FolderRole::from_attribute(a));
+        folders.push(FolderListing {
+            subscribed: subscribed.contains(&e.name),
+            raw: e.name,
+            path: decoded.path,
+            decode_error: decoded.decode_error,
+            delimiter: e.delimiter,
+            attributes: e.attributes,
+            role,
+            selectable,
+            status: None,
+            sizes: None,
+        });
+    }
+    for f in folders.iter_mut().filter(|f| f.selectable) {
+        f.status = Some(conn.status(&f.raw).await?);
+        if with_sizes {
+            f.sizes = Some(folder_sizes(conn, &f.raw, larger_than).await?);
+        }
+    }
+    let quota = conn.inbox_quota().await?;
+    let append_limit = conn.capability_value("APPENDLIMIT").and_then(|v| v.parse().ok());
+    Ok(AccountListing {
+        capabilities: conn.capabilities().to_vec(),
+        personal_prefix: prefix,
+        delimiter,
+        folders,
+        other_namespace_folders: others,
+        quota,
+        append_limit,
+    })
+}
+
+async fn folder_sizes(conn: &mut Connection, raw: &str, larger_than: Option<u64>) -> ImapResult<FolderSizes> {
+    let sel = conn.examine(raw).await?;
+    let mut sizes = FolderSizes { bytes: 0, largest: 0, oversized: Vec::new() };
+    if sel.exists == 0 {
+        return Ok(sizes);
+    }
+    let tag = conn.start_uid_fetch("1:*", "UID RFC822.SIZE").await?;
+    while let Some(item) = conn.next_fetch(&tag).await? {
+        let size = item.size.unwrap_or(0);
+        sizes.bytes += size;
+        sizes.largest = sizes.largest.max(size);
+        if larger_than.is_some_and(|l| size > l) {
+            sizes.oversized.push((item.uid, size));
+        }
+    }
+    Ok(sizes)
+}

@@ -1,0 +1,133 @@
+//! The engine: runs one task into one outcome. Each task kind has its own file; this module holds
+//! what they share: opening logged-in sessions and the process-wide in-flight byte budget.
+
+pub mod copy;
+pub mod folders;
+pub mod inventory;
+pub mod list;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use mailferry_fleet::{CredentialSource, Credentials, Store};
+use mailferry_proto::task::{OutcomeBody, OutcomeEnvelope, Side, TaskBody, TaskEnvelope, TaskFailure};
+use mailferry_proto::ErrorKind;
+use tokio::sync::Semaphore;
+
+use crate::imap::{ConnectOptions, Connection, ImapError, ImapResult};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Connection settings.
+    pub connect: ConnectOptions,
+    /// In-flight byte budget shared by every connection of the process.
+    pub budget_bytes: u64,
+    /// Commands in flight per target connection.
+    pub append_window: usize,
+    /// Messages per MULTIAPPEND command.
+    pub multiappend_max_messages: usize,
+    /// Bytes per MULTIAPPEND command.
+    pub multiappend_max_bytes: u64,
+    /// Messages above this size are sent alone with a synchronising literal.
+    pub sync_literal_above: u64,
+    /// Messages fetched per UID FETCH command.
+    pub fetch_chunk: usize,
+    /// A name for lease holders (host and process).
+    pub holder: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            connect: ConnectOptions::default(),
+            budget_bytes: 64 << 20,
+            append_window: 16,
+            multiappend_max_messages: 100,
+            multiappend_max_bytes: 8 << 20,
+            sync_literal_above: 1 << 20,
+            fetch_chunk: 200,
+            holder: format!("mailferry-{}", std::process::id()),
+        }
+    }
+}
+
+/// The byte budget, in KiB permits so a `u32` of permits covers terabytes.
+#[derive(Clone)]
+pub struct ByteBudget {
+    sem: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+impl ByteBudget {
+    /// A budget of `bytes`.
+    pub fn new(bytes: u64) -> ByteBudget {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
+        ByteBudget { sem: Arc::new(Semaphore::new(kib as usize)), total_kib: kib }
+    }
+
+    /// Waits until `bytes` (capped at the whole budget, so one huge message still passes alone)
+    /// may be held in memory. The semaphore is never closed, so `None` does not happen in
+    /// practice; callers then go on without a permit rather than stall.
+    pub async fn acquire(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.total_kib);
+        self.sem.clone().acquire_many_owned(kib).await.ok()
+    }
+}
+
+/// Runs tasks. Generic over the store and the credential source, so the embedded mode and the
+/// fleet share every line of it.
+pub struct Engine<S: Store, C: CredentialSource> {
+    /// The store.
+    pub store: S,
+    /// Endpoints and secrets.
+    pub creds: C,
+    /// Settings.
+    pub config: EngineConfig,
+    /// The byte budget.
+    pub budget: ByteBudget,
+}
+
+impl<S: Store, C: CredentialSource> Engine<S, C> {
+    /// Builds an engine.
+    pub fn new(store: S, creds: C, config: EngineConfig) -> Self {
+        let budget = ByteBudget::new(config.budget_bytes);
+        Engine { store, creds, config, budget }
+    }
+
+    /// Opens a logged-in session to one side of a pair.
+    pub async fn open(&self, pair_id: &str, side: Side) -> ImapResult<Connection> {
+        let Some((endpoint, creds)) = self.creds.account(pair_id, side) else {
+            return Err(ImapError::new(ErrorKind::Config, side, format!("{side}: no credentials are known for this mailbox pair")));
+        };
+        let mut conn = Connection::connect(&endpoint, side, &self.config.connect).await?;
+        match &creds {
+            Credentials::Password(p) => conn.login(&endpoint.user, p.expose()).await?,
+        }
+        Ok(conn)
+    }
+
+    /// Runs one task into its outcome. Never panics on server input; every failure becomes an
+    /// outcome whose kind decides what the coordinator does next.
+    pub async fn run(&self, task: &TaskEnvelope) -> OutcomeEnvelope {
+        let span = tracing::info_span!("task", migration = %task.migration_id, pair = %task.pair_id, task = %task.task_id);
+        let _enter = span.enter();
+        let body = match &task.body {
+            TaskBody::List(t) => list::run(self, &task.pair_id, t).await.map(|r| OutcomeBody::List(Box::new(r))),
+            TaskBody::Inventory(t) => inventory::run(self, &task.pair_id, t).await.map(|r| OutcomeBody::Inventory(Box::new(r))),
+            TaskBody::CreateFolders(t) => folders::run(self, &task.pair_id, t).await.map(OutcomeBody::Folders),
+            TaskBody::CopyBatch(t) => copy::run(self, &task.pair_id, t).await.map(|r| OutcomeBody::Copy(Box::new(r))),
+        };
+        let body = body.unwrap_or_else(|e| {
+            OutcomeBody::Failed(TaskFailure { kind: e.kind, side: Some(e.side), message: e.message })
+        });
+        OutcomeEnvelope {
+            task_id: task.task_id.clone(),
+            migration_id: task.migration_id.clone(),
+            pair_id: task.pair_id.clone(),
+            attempt: task.attempt,
+            finished_at: Utc::now(),
+            body,
+        }
+    }
+}

@@ -1,0 +1,7 @@
+//! Everything in mailferry that touches IMAP: the client ([`imap`]), IMAP facts as types
+//! ([`mailbox`]), and the engine that runs one task into one outcome ([`engine`]).
+#![warn(missing_docs)]
+
+pub mod imap;
+pub mod engine;
+pub mod mailbox;
