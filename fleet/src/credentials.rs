@@ -44,8 +44,11 @@ pub trait CredentialSource: Send + Sync + 'static {
 /// Credentials held in process memory (embedded mode): never written anywhere.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryCredentials {
-    inner: Arc<RwLock<HashMap<(String, Side), (Endpoint, Credentials)>>>,
+    inner: Arc<RwLock<AccountMap>>,
 }
+
+/// Endpoint and credentials by (pair id, side).
+type AccountMap = HashMap<(String, Side), (Endpoint, Credentials)>;
 
 impl MemoryCredentials {
     /// Registers one side's endpoint and credentials.
@@ -58,7 +61,11 @@ impl MemoryCredentials {
 
 impl CredentialSource for MemoryCredentials {
     fn account(&self, pair_id: &str, side: Side) -> Option<(Endpoint, Credentials)> {
-        self.inner.read().ok()?.get(&(pair_id.to_owned(), side)).cloned()
+        self.inner
+            .read()
+            .ok()?
+            .get(&(pair_id.to_owned(), side))
+            .cloned()
     }
 }
 

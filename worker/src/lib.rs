@@ -2,6 +2,7 @@
 //! ([`mailbox`]), and the engine that runs one task into one outcome ([`engine`]).
 #![warn(missing_docs)]
 
-pub mod imap;
 pub mod engine;
+pub mod imap;
 pub mod mailbox;
+pub mod runner;

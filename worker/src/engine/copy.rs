@@ -14,7 +14,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use chrono::{DateTime, FixedOffset};
 use mailferry_fleet::{CopyEntry, CredentialSource, EntryScope, Store, StoreError};
 use mailferry_proto::report::{Warning, WarningCode};
-use mailferry_proto::task::{BatchItem, CopiedMessage, CopyBatchTask, CopyResult, MessageFailure, Side};
+use mailferry_proto::task::{
+    BatchItem, CopiedMessage, CopyBatchTask, CopyResult, MessageFailure, Side,
+};
 use mailferry_proto::{ErrorKind, FailureKind, MessageKey};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
@@ -29,11 +31,19 @@ use crate::mailbox::key::{self, KEY_HEADER_FIELDS};
 const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn store_err(e: StoreError) -> ImapError {
-    ImapError::new(ErrorKind::Transient, Side::Target, format!("state database: {e}"))
+    ImapError::new(
+        ErrorKind::Transient,
+        Side::Target,
+        format!("state database: {e}"),
+    )
 }
 
 /// Runs a CopyBatch task.
-pub async fn run<S: Store, C: CredentialSource>(engine: &Engine<S, C>, pair: &str, task: &CopyBatchTask) -> ImapResult<CopyResult> {
+pub async fn run<S: Store, C: CredentialSource>(
+    engine: &Engine<S, C>,
+    pair: &str,
+    task: &CopyBatchTask,
+) -> ImapResult<CopyResult> {
     let mut result = CopyResult {
         target: task.target.clone(),
         dst_uidvalidity: task.dst_uidvalidity,
@@ -45,11 +55,19 @@ pub async fn run<S: Store, C: CredentialSource>(engine: &Engine<S, C>, pair: &st
         return Ok(result);
     }
     let lease = format!("folder:{pair}:{}", task.target_raw);
-    let Some(token) = engine.store.acquire_lease(&lease, &engine.config.holder, LEASE_TTL).await.map_err(store_err)? else {
+    let Some(token) = engine
+        .store
+        .acquire_lease(&lease, &engine.config.holder, LEASE_TTL)
+        .await
+        .map_err(store_err)?
+    else {
         return Err(ImapError::new(
             ErrorKind::Transient,
             Side::Target,
-            format!("target folder {:?} is being written by another mailferry run; it will be retried", task.target.display_slash()),
+            format!(
+                "target folder {:?} is being written by another mailferry run; it will be retried",
+                task.target.display_slash()
+            ),
         ));
     };
     let outcome = copy_locked(engine, pair, task, &mut result).await;
@@ -68,7 +86,12 @@ async fn copy_locked<S: Store, C: CredentialSource>(
         Ok(sel) => sel,
         Err(e) if e.kind == ErrorKind::Permanent => {
             for item in &task.items {
-                result.failed.push(failure(task, item, FailureKind::FolderRefused, format!("the target folder could not be opened ({})", e.message)));
+                result.failed.push(failure(
+                    task,
+                    item,
+                    FailureKind::FolderRefused,
+                    format!("the target folder could not be opened ({})", e.message),
+                ));
             }
             return Ok(());
         }
@@ -83,15 +106,28 @@ async fn copy_locked<S: Store, C: CredentialSource>(
         )));
     }
     result.dst_uidvalidity = Some(sel.uidvalidity);
-    let scope = EntryScope { pair: pair.to_owned(), dst_folder: task.target_raw.clone(), dst_uidvalidity: sel.uidvalidity };
+    let scope = EntryScope {
+        pair: pair.to_owned(),
+        dst_folder: task.target_raw.clone(),
+        dst_uidvalidity: sel.uidvalidity,
+    };
 
     let present = already_copied(engine, &mut dst, &scope, task, sel.uidnext).await?;
     for item in &task.items {
         if let Some(dst_uid) = present.get(&item.uid) {
-            result.copied.push(CopiedMessage { src_uid: item.uid, dst_uid: *dst_uid, bytes: 0 });
+            result.copied.push(CopiedMessage {
+                src_uid: item.uid,
+                dst_uid: *dst_uid,
+                bytes: 0,
+            });
         }
     }
-    let todo: Vec<BatchItem> = task.items.iter().filter(|i| !present.contains_key(&i.uid)).cloned().collect();
+    let todo: Vec<BatchItem> = task
+        .items
+        .iter()
+        .filter(|i| !present.contains_key(&i.uid))
+        .cloned()
+        .collect();
     if todo.is_empty() {
         dst.logout().await;
         return Ok(());
@@ -115,7 +151,12 @@ async fn copy_locked<S: Store, C: CredentialSource>(
     appender.verify().await?;
     for uid in vanished {
         if let Some(item) = todo.iter().find(|i| i.uid == uid) {
-            result.failed.push(failure(task, item, FailureKind::VanishedFromSource, "the message was no longer on the source when it was fetched".into()));
+            result.failed.push(failure(
+                task,
+                item,
+                FailureKind::VanishedFromSource,
+                "the message was no longer on the source when it was fetched".into(),
+            ));
         }
     }
     src.logout().await;
@@ -123,7 +164,12 @@ async fn copy_locked<S: Store, C: CredentialSource>(
     Ok(())
 }
 
-fn failure(task: &CopyBatchTask, item: &BatchItem, kind: FailureKind, reason: String) -> MessageFailure {
+fn failure(
+    task: &CopyBatchTask,
+    item: &BatchItem,
+    kind: FailureKind,
+    reason: String,
+) -> MessageFailure {
     MessageFailure {
         folder: task.source.path.display_slash(),
         uid: item.uid,
@@ -144,13 +190,22 @@ async fn already_copied<S: Store, C: CredentialSource>(
     dst_uidnext: u32,
 ) -> ImapResult<HashMap<u32, Option<u32>>> {
     let uids: Vec<u32> = task.items.iter().map(|i| i.uid).collect();
-    let done = engine.store.done_for(scope, &task.source.raw, task.src_uidvalidity, uids).await.map_err(store_err)?;
-    let mut present: HashMap<u32, Option<u32>> = done.into_iter().map(|(s, d)| (s, Some(d))).collect();
+    let done = engine
+        .store
+        .done_for(scope, &task.source.raw, task.src_uidvalidity, uids)
+        .await
+        .map_err(store_err)?;
+    let mut present: HashMap<u32, Option<u32>> =
+        done.into_iter().map(|(s, d)| (s, Some(d))).collect();
     if present.len() == task.items.len() {
         return Ok(present);
     }
     let from = task.dst_uidnext_at_plan.max(1);
-    let known = engine.store.done_keys_from(scope, from).await.map_err(store_err)?;
+    let known = engine
+        .store
+        .done_keys_from(scope, from)
+        .await
+        .map_err(store_err)?;
     let mut counts: HashMap<MessageKey, u32> = HashMap::new();
     let mut fetch_from = from;
     for (uid, k) in &known {
@@ -158,14 +213,25 @@ async fn already_copied<S: Store, C: CredentialSource>(
         fetch_from = fetch_from.max(uid.saturating_add(1));
     }
     if dst_uidnext > fetch_from {
-        let refined: HashSet<MessageKey> = task.items.iter().filter_map(|i| i.header_key.filter(|h| *h != i.key)).collect();
+        let refined: HashSet<MessageKey> = task
+            .items
+            .iter()
+            .filter_map(|i| i.header_key.filter(|h| *h != i.key))
+            .collect();
         let any_fallback = task.items.iter().any(|i| i.header_key.is_none());
-        let items = dst.uid_fetch_all(&format!("{fetch_from}:*"), &format!("UID BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]")).await?;
+        let items = dst
+            .uid_fetch_all(
+                &format!("{fetch_from}:*"),
+                &format!("UID BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]"),
+            )
+            .await?;
         // RFC 3501 §6.4.8: `n:*` also matches the last message when n is past the end.
         for t in items.into_iter().filter(|t| t.uid >= fetch_from) {
             let hk = key::header_key(&t.header.unwrap_or_default());
             let k = match hk {
-                Some(h) if refined.contains(&h) => body_of(dst, t.uid).await?.map(|b| key::refine(h, key::body_digest(&b))),
+                Some(h) if refined.contains(&h) => body_of(dst, t.uid)
+                    .await?
+                    .map(|b| key::refine(h, key::body_digest(&b))),
                 Some(h) => Some(h),
                 None if any_fallback => body_of(dst, t.uid).await?.map(|b| key::fallback_key(&b)),
                 None => None,
@@ -176,7 +242,9 @@ async fn already_copied<S: Store, C: CredentialSource>(
         }
     }
     for item in &task.items {
-        if !present.contains_key(&item.uid) && item.rank <= counts.get(&item.key).copied().unwrap_or(0) {
+        if !present.contains_key(&item.uid)
+            && item.rank <= counts.get(&item.key).copied().unwrap_or(0)
+        {
             present.insert(item.uid, None);
         }
     }
@@ -184,8 +252,13 @@ async fn already_copied<S: Store, C: CredentialSource>(
 }
 
 async fn body_of(conn: &mut Connection, uid: u32) -> ImapResult<Option<Vec<u8>>> {
-    let items = conn.uid_fetch_all(&uid.to_string(), "UID BODY.PEEK[]").await?;
-    Ok(items.into_iter().find(|f| f.uid == uid).and_then(|f| f.body))
+    let items = conn
+        .uid_fetch_all(&uid.to_string(), "UID BODY.PEEK[]")
+        .await?;
+    Ok(items
+        .into_iter()
+        .find(|f| f.uid == uid)
+        .and_then(|f| f.body))
 }
 
 /// A fetched message on its way to the target.
@@ -210,7 +283,10 @@ async fn produce<S: Store, C: CredentialSource>(
     while start < todo.len() {
         let mut end = start;
         let mut bytes = 0u64;
-        while end < todo.len() && end - start < engine.config.fetch_chunk && (end == start || bytes + todo[end].size <= chunk_bytes) {
+        while end < todo.len()
+            && end - start < engine.config.fetch_chunk
+            && (end == start || bytes + todo[end].size <= chunk_bytes)
+        {
             bytes += todo[end].size;
             end += 1;
         }
@@ -221,10 +297,14 @@ async fn produce<S: Store, C: CredentialSource>(
             permits.insert(item.uid, engine.budget.acquire(item.size).await);
         }
         let set = uid_set(chunk.iter().map(|i| i.uid));
-        let tag = src.start_uid_fetch(&set, "UID FLAGS INTERNALDATE BODY.PEEK[]").await?;
+        let tag = src
+            .start_uid_fetch(&set, "UID FLAGS INTERNALDATE BODY.PEEK[]")
+            .await?;
         let mut seen = HashSet::new();
         while let Some(f) = src.next_fetch(&tag).await? {
-            let Some(item) = chunk.iter().find(|i| i.uid == f.uid) else { continue };
+            let Some(item) = chunk.iter().find(|i| i.uid == f.uid) else {
+                continue;
+            };
             let Some(body) = f.body else { continue };
             if !seen.insert(f.uid) {
                 continue;
@@ -240,7 +320,12 @@ async fn produce<S: Store, C: CredentialSource>(
                 return Ok(vanished);
             }
         }
-        vanished.extend(chunk.iter().filter(|i| !seen.contains(&i.uid)).map(|i| i.uid));
+        vanished.extend(
+            chunk
+                .iter()
+                .filter(|i| !seen.contains(&i.uid))
+                .map(|i| i.uid),
+        );
     }
     Ok(vanished)
 }
@@ -298,7 +383,9 @@ pub fn expand_uid_set(s: &str) -> Option<Vec<u32>> {
 fn is_sendable_flag(f: &str) -> bool {
     let body = f.strip_prefix('\\').unwrap_or(f);
     !body.is_empty()
-        && body.bytes().all(|b| b > 0x20 && b < 0x7f && !b"(){%*\"\\]".contains(&b))
+        && body
+            .bytes()
+            .all(|b| b > 0x20 && b < 0x7f && !b"(){%*\"\\]".contains(&b))
         && !f.eq_ignore_ascii_case("\\Recent")
 }
 
@@ -322,7 +409,13 @@ struct Appender<'a, S: Store, C: CredentialSource> {
 }
 
 impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
-    fn new(engine: &'a Engine<S, C>, dst: &'a mut Connection, task: &'a CopyBatchTask, scope: &'a EntryScope, result: &'a mut CopyResult) -> Self {
+    fn new(
+        engine: &'a Engine<S, C>,
+        dst: &'a mut Connection,
+        task: &'a CopyBatchTask,
+        scope: &'a EntryScope,
+        result: &'a mut CopyResult,
+    ) -> Self {
         let multi = dst.has_capability("MULTIAPPEND");
         Appender {
             engine,
@@ -365,11 +458,18 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             let Some(f) = next else { break };
             if self.failed_keys.contains(&f.item.key) {
                 // DESIGN.md "Order": after a rank fails, later ranks of that key are not sent.
-                self.result.failed.push(failure(self.task, &f.item, FailureKind::Transient, "not sent because an earlier copy of the same message failed".into()));
+                self.result.failed.push(failure(
+                    self.task,
+                    &f.item,
+                    FailureKind::Transient,
+                    "not sent because an earlier copy of the same message failed".into(),
+                ));
                 continue;
             }
-            let key_busy = self.keys_in_flight.contains_key(&f.item.key) && !group.iter().any(|g| g.item.key == f.item.key);
-            let large = f.item.size > cfg.sync_literal_above || f.body.len() as u64 > cfg.sync_literal_above;
+            let key_busy = self.keys_in_flight.contains_key(&f.item.key)
+                && !group.iter().any(|g| g.item.key == f.item.key);
+            let large = f.item.size > cfg.sync_literal_above
+                || f.body.len() as u64 > cfg.sync_literal_above;
             if key_busy || large || !self.multi {
                 if !group.is_empty() {
                     self.send(std::mem::take(&mut group)).await?;
@@ -386,7 +486,9 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             } else {
                 group_bytes += f.body.len() as u64;
                 group.push(f);
-                if group.len() >= cfg.multiappend_max_messages || group_bytes >= cfg.multiappend_max_bytes {
+                if group.len() >= cfg.multiappend_max_messages
+                    || group_bytes >= cfg.multiappend_max_bytes
+                {
                     self.send(std::mem::take(&mut group)).await?;
                     group_bytes = 0;
                 }
@@ -409,11 +511,23 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
         if group.is_empty() {
             return Ok(());
         }
-        let sync_above = if group.len() == 1 { self.engine.config.sync_literal_above as usize } else { usize::MAX };
+        let sync_above = if group.len() == 1 {
+            self.engine.config.sync_literal_above as usize
+        } else {
+            usize::MAX
+        };
         let mut parts: Vec<(String, &[u8])> = Vec::with_capacity(group.len());
         for f in &group {
-            let flags: Vec<&str> = f.flags.iter().map(String::as_str).filter(|x| is_sendable_flag(x)).collect();
-            let date = f.date.map(|d| format!(" \"{}\"", format_internal_date(&d))).unwrap_or_default();
+            let flags: Vec<&str> = f
+                .flags
+                .iter()
+                .map(String::as_str)
+                .filter(|x| is_sendable_flag(x))
+                .collect();
+            let date = f
+                .date
+                .map(|d| format!(" \"{}\"", format_internal_date(&d)))
+                .unwrap_or_default();
             parts.push((format!(" ({}){date} ", flags.join(" ")), &f.body));
         }
         let mut args: Vec<Arg<'_>> = vec![Arg::text("APPEND "), astring(&self.task.target_raw)];
@@ -433,7 +547,9 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
     }
 
     async fn finish_oldest(&mut self) -> ImapResult<()> {
-        let Some(f) = self.inflight.pop_front() else { return Ok(()) };
+        let Some(f) = self.inflight.pop_front() else {
+            return Ok(());
+        };
         let done = self.dst.finish(&f.tag).await?;
         self.complete(f.group, done).await
     }
@@ -452,8 +568,15 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
                 .code
                 .as_ref()
                 .filter(|c| c.name == "APPENDUID")
-                .and_then(|c| Some((c.args.first()?.as_u64()?, expand_uid_set(c.args.get(1)?.as_atom()?)?)))
-                .filter(|(v, uids)| *v == u64::from(self.scope.dst_uidvalidity) && uids.len() == group.len());
+                .and_then(|c| {
+                    Some((
+                        c.args.first()?.as_u64()?,
+                        expand_uid_set(c.args.get(1)?.as_atom()?)?,
+                    ))
+                })
+                .filter(|(v, uids)| {
+                    *v == u64::from(self.scope.dst_uidvalidity) && uids.len() == group.len()
+                });
             let mut entries = Vec::new();
             for (i, f) in group.iter().enumerate() {
                 let dst_uid = uids.as_ref().and_then(|(_, u)| u.get(i).copied());
@@ -465,12 +588,26 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
                         dst_uid: d,
                         key: f.item.key,
                     });
-                    let flags = f.flags.iter().filter(|x| is_sendable_flag(x)).cloned().collect();
-                    self.requested.insert(d, (f.item.uid, flags, f.item.header_key));
+                    let flags = f
+                        .flags
+                        .iter()
+                        .filter(|x| is_sendable_flag(x))
+                        .cloned()
+                        .collect();
+                    self.requested
+                        .insert(d, (f.item.uid, flags, f.item.header_key));
                 }
-                self.result.copied.push(CopiedMessage { src_uid: f.item.uid, dst_uid, bytes: f.body.len() as u64 });
+                self.result.copied.push(CopiedMessage {
+                    src_uid: f.item.uid,
+                    dst_uid,
+                    bytes: f.body.len() as u64,
+                });
             }
-            self.engine.store.record_done(self.scope, entries).await.map_err(store_err)?;
+            self.engine
+                .store
+                .record_done(self.scope, entries)
+                .await
+                .map_err(store_err)?;
             return Ok(());
         }
         if group.len() > 1 {
@@ -479,7 +616,12 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             for f in group {
                 let args = self.single_args(&f);
                 let head = args.0;
-                let a = [Arg::text("APPEND "), astring(&self.task.target_raw), Arg::Text(head.as_str().into()), Arg::Literal(&f.body)];
+                let a = [
+                    Arg::text("APPEND "),
+                    astring(&self.task.target_raw),
+                    Arg::Text(head.as_str().into()),
+                    Arg::Literal(&f.body),
+                ];
                 let done = self.dst.run_args(&a).await?;
                 *self.keys_in_flight.entry(f.item.key).or_default() += 1;
                 Box::pin(self.complete(vec![f], done)).await?;
@@ -489,10 +631,14 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
         for f in group {
             let (kind, reason) = classify_append_refusal(&done, f.body.len() as u64);
             if kind == FailureKind::Transient {
-                return Err(self.dst.err(ErrorKind::Transient, format!("APPEND failed: {reason}")));
+                return Err(self
+                    .dst
+                    .err(ErrorKind::Transient, format!("APPEND failed: {reason}")));
             }
             self.failed_keys.insert(f.item.key);
-            self.result.failed.push(failure(self.task, &f.item, kind, reason));
+            self.result
+                .failed
+                .push(failure(self.task, &f.item, kind, reason));
         }
         Ok(())
     }
@@ -508,19 +654,28 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
         uids.sort_unstable();
         let items = self
             .dst
-            .uid_fetch_all(&uid_set(uids.into_iter()), &format!("UID FLAGS BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]"))
+            .uid_fetch_all(
+                &uid_set(uids.into_iter()),
+                &format!("UID FLAGS BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]"),
+            )
             .await?;
         let folder = self.task.target.display_slash();
         let mut not_kept: Vec<String> = Vec::new();
         let mut unstable = false;
         for it in items {
-            let Some((_, wanted, header_key)) = self.requested.get(&it.uid) else { continue };
+            let Some((_, wanted, header_key)) = self.requested.get(&it.uid) else {
+                continue;
+            };
             for w in wanted {
-                if !it.flags.iter().any(|f| f.eq_ignore_ascii_case(w)) && !not_kept.iter().any(|n| n.eq_ignore_ascii_case(w)) {
+                if !it.flags.iter().any(|f| f.eq_ignore_ascii_case(w))
+                    && !not_kept.iter().any(|n| n.eq_ignore_ascii_case(w))
+                {
                     not_kept.push(w.clone());
                 }
             }
-            if header_key.is_some() && key::header_key(&it.header.unwrap_or_default()) != *header_key {
+            if header_key.is_some()
+                && key::header_key(&it.header.unwrap_or_default()) != *header_key
+            {
                 unstable = true;
             }
         }
@@ -528,7 +683,9 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             self.result.warnings.push(Warning {
                 code: WarningCode::FlagNotKept,
                 folder: Some(folder.clone()),
-                message: format!("the target folder {folder:?} did not keep the flag {flag} on some messages"),
+                message: format!(
+                    "the target folder {folder:?} did not keep the flag {flag} on some messages"
+                ),
             });
         }
         if unstable {
@@ -543,8 +700,16 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
     }
 
     fn single_args(&self, f: &Fetched) -> (String,) {
-        let flags: Vec<&str> = f.flags.iter().map(String::as_str).filter(|x| is_sendable_flag(x)).collect();
-        let date = f.date.map(|d| format!(" \"{}\"", format_internal_date(&d))).unwrap_or_default();
+        let flags: Vec<&str> = f
+            .flags
+            .iter()
+            .map(String::as_str)
+            .filter(|x| is_sendable_flag(x))
+            .collect();
+        let date = f
+            .date
+            .map(|d| format!(" \"{}\"", format_internal_date(&d)))
+            .unwrap_or_default();
         (format!(" ({}){date} ", flags.join(" ")),)
     }
 }
@@ -555,14 +720,40 @@ fn classify_append_refusal(done: &Completion, size: u64) -> (FailureKind, String
     let text = done.text.trim();
     let size_mb = size as f64 / 1_048_576.0;
     match code {
-        "OVERQUOTA" => (FailureKind::OverQuota, format!("target over quota ({text})")),
-        "TOOBIG" | "LIMIT" => (FailureKind::TooLarge, format!("message of {size_mb:.1} MB larger than the target allows ({text})")),
-        "UNAVAILABLE" | "SERVERBUG" | "INUSE" => (FailureKind::Transient, format!("[{code}] {text}")),
-        _ if text.to_ascii_lowercase().contains("quota") => (FailureKind::OverQuota, format!("target over quota ({text})")),
-        _ if text.to_ascii_lowercase().contains("too large") || text.to_ascii_lowercase().contains("too big") => {
-            (FailureKind::TooLarge, format!("message of {size_mb:.1} MB larger than the target allows ({text})"))
+        "OVERQUOTA" => (
+            FailureKind::OverQuota,
+            format!("target over quota ({text})"),
+        ),
+        "TOOBIG" | "LIMIT" => (
+            FailureKind::TooLarge,
+            format!("message of {size_mb:.1} MB larger than the target allows ({text})"),
+        ),
+        "UNAVAILABLE" | "SERVERBUG" | "INUSE" => {
+            (FailureKind::Transient, format!("[{code}] {text}"))
         }
-        _ => (FailureKind::Rejected, format!("the target refused the message: {}{text}", if code.is_empty() { String::new() } else { format!("[{code}] ") })),
+        _ if text.to_ascii_lowercase().contains("quota") => (
+            FailureKind::OverQuota,
+            format!("target over quota ({text})"),
+        ),
+        _ if text.to_ascii_lowercase().contains("too large")
+            || text.to_ascii_lowercase().contains("too big") =>
+        {
+            (
+                FailureKind::TooLarge,
+                format!("message of {size_mb:.1} MB larger than the target allows ({text})"),
+            )
+        }
+        _ => (
+            FailureKind::Rejected,
+            format!(
+                "the target refused the message: {}{text}",
+                if code.is_empty() {
+                    String::new()
+                } else {
+                    format!("[{code}] ")
+                }
+            ),
+        ),
     }
 }
 
@@ -594,15 +785,36 @@ mod tests {
     fn append_refusals_are_classified() {
         let c = |code: &str, text: &str| Completion {
             status: Status::No,
-            code: (!code.is_empty()).then(|| crate::imap::wire::Code { name: code.into(), args: vec![] }),
+            code: (!code.is_empty()).then(|| crate::imap::wire::Code {
+                name: code.into(),
+                args: vec![],
+            }),
             text: text.into(),
             untagged: vec![],
         };
-        assert_eq!(classify_append_refusal(&c("OVERQUOTA", "Quota exceeded"), 10).0, FailureKind::OverQuota);
-        assert_eq!(classify_append_refusal(&c("TOOBIG", "too big"), 10).0, FailureKind::TooLarge);
-        assert_eq!(classify_append_refusal(&c("LIMIT", "limit"), 10).0, FailureKind::TooLarge);
-        assert_eq!(classify_append_refusal(&c("", "Quota exceeded (mailbox for user is full)"), 10).0, FailureKind::OverQuota);
-        assert_eq!(classify_append_refusal(&c("", "Invalid message"), 10).0, FailureKind::Rejected);
-        assert_eq!(classify_append_refusal(&c("UNAVAILABLE", "later"), 10).0, FailureKind::Transient);
+        assert_eq!(
+            classify_append_refusal(&c("OVERQUOTA", "Quota exceeded"), 10).0,
+            FailureKind::OverQuota
+        );
+        assert_eq!(
+            classify_append_refusal(&c("TOOBIG", "too big"), 10).0,
+            FailureKind::TooLarge
+        );
+        assert_eq!(
+            classify_append_refusal(&c("LIMIT", "limit"), 10).0,
+            FailureKind::TooLarge
+        );
+        assert_eq!(
+            classify_append_refusal(&c("", "Quota exceeded (mailbox for user is full)"), 10).0,
+            FailureKind::OverQuota
+        );
+        assert_eq!(
+            classify_append_refusal(&c("", "Invalid message"), 10).0,
+            FailureKind::Rejected
+        );
+        assert_eq!(
+            classify_append_refusal(&c("UNAVAILABLE", "later"), 10).0,
+            FailureKind::Transient
+        );
     }
 }

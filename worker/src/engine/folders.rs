@@ -8,9 +8,17 @@ use super::Engine;
 use crate::imap::ImapResult;
 
 /// Runs a CreateFolders task.
-pub async fn run<S: Store, C: CredentialSource>(engine: &Engine<S, C>, pair: &str, task: &CreateFoldersTask) -> ImapResult<CreateFoldersResult> {
+pub async fn run<S: Store, C: CredentialSource>(
+    engine: &Engine<S, C>,
+    pair: &str,
+    task: &CreateFoldersTask,
+) -> ImapResult<CreateFoldersResult> {
     let mut conn = engine.open(pair, Side::Target).await?;
-    let mut out = CreateFoldersResult { created: Vec::new(), failed: Vec::new(), subscribed: Vec::new() };
+    let mut out = CreateFoldersResult {
+        created: Vec::new(),
+        failed: Vec::new(),
+        subscribed: Vec::new(),
+    };
     for f in &task.folders {
         if f.create {
             match conn.create(&f.raw).await? {

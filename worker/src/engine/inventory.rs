@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet};
 
 use mailferry_fleet::{CredentialSource, Store};
 use mailferry_proto::MessageKey;
-use mailferry_proto::task::{FolderInventory, InventoryMessage, InventoryResult, InventoryTask, Side};
+use mailferry_proto::task::{
+    FolderInventory, InventoryMessage, InventoryResult, InventoryTask, Side,
+};
 
 use super::Engine;
 use crate::imap::{Connection, ImapResult};
@@ -18,7 +20,11 @@ use crate::mailbox::key::{self, KEY_HEADER_FIELDS};
 use crate::mailbox::name::encode_path;
 
 /// Runs an Inventory task.
-pub async fn run<S: Store, C: CredentialSource>(engine: &Engine<S, C>, pair: &str, task: &InventoryTask) -> ImapResult<InventoryResult> {
+pub async fn run<S: Store, C: CredentialSource>(
+    engine: &Engine<S, C>,
+    pair: &str,
+    task: &InventoryTask,
+) -> ImapResult<InventoryResult> {
     let target_raw = task
         .target_raw
         .clone()
@@ -63,11 +69,19 @@ pub async fn run<S: Store, C: CredentialSource>(engine: &Engine<S, C>, pair: &st
     r2?;
     src_conn.logout().await;
     dst_conn.logout().await;
-    Ok(InventoryResult { target: task.target.clone(), target_raw, target_inventory: target, sources })
+    Ok(InventoryResult {
+        target: task.target.clone(),
+        target_raw,
+        target_inventory: target,
+        sources,
+    })
 }
 
 /// Header keys that occur more than once on either side.
-fn ambiguous_keys(sources: &[FolderInventory], target: Option<&FolderInventory>) -> HashSet<MessageKey> {
+fn ambiguous_keys(
+    sources: &[FolderInventory],
+    target: Option<&FolderInventory>,
+) -> HashSet<MessageKey> {
     let mut out = HashSet::new();
     let mut count = |msgs: &mut dyn Iterator<Item = &InventoryMessage>| {
         let mut seen: HashMap<MessageKey, u32> = HashMap::new();
@@ -108,10 +122,18 @@ async fn refine_folder<S: Store, C: CredentialSource>(
     }
     conn.examine(&folder.raw).await?;
     for i in needs {
-        let Some(m) = folder.messages.get_mut(i) else { continue };
+        let Some(m) = folder.messages.get_mut(i) else {
+            continue;
+        };
         let _permit = engine.budget.acquire(m.size).await;
-        let items = conn.uid_fetch_all(&m.uid.to_string(), "UID BODY.PEEK[]").await?;
-        let Some(body) = items.into_iter().find(|f| f.uid == m.uid).and_then(|f| f.body) else {
+        let items = conn
+            .uid_fetch_all(&m.uid.to_string(), "UID BODY.PEEK[]")
+            .await?;
+        let Some(body) = items
+            .into_iter()
+            .find(|f| f.uid == m.uid)
+            .and_then(|f| f.body)
+        else {
             // Expunged meanwhile: keep the header key; the copy will report it if it is gone.
             continue;
         };
@@ -125,7 +147,11 @@ async fn refine_folder<S: Store, C: CredentialSource>(
 
 /// Inventories one folder: EXAMINE, then one streamed UID FETCH of sizes, flags, dates and the
 /// identifying headers.
-pub async fn inventory_folder(conn: &mut Connection, raw: &str, with_subject: bool) -> ImapResult<FolderInventory> {
+pub async fn inventory_folder(
+    conn: &mut Connection,
+    raw: &str,
+    with_subject: bool,
+) -> ImapResult<FolderInventory> {
     let sel = conn.examine(raw).await?;
     let mut inv = FolderInventory {
         raw: raw.to_owned(),
@@ -137,7 +163,9 @@ pub async fn inventory_folder(conn: &mut Connection, raw: &str, with_subject: bo
     if sel.exists == 0 {
         return Ok(inv);
     }
-    let items = format!("UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]");
+    let items = format!(
+        "UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]"
+    );
     let tag = conn.start_uid_fetch("1:*", &items).await?;
     while let Some(item) = conn.next_fetch(&tag).await? {
         let header = item.header.unwrap_or_default();
@@ -150,7 +178,11 @@ pub async fn inventory_folder(conn: &mut Connection, raw: &str, with_subject: bo
             header_key,
             flags: item.flags,
             internal_date: item.internal_date,
-            subject: if with_subject { key::subject(&header) } else { String::new() },
+            subject: if with_subject {
+                key::subject(&header)
+            } else {
+                String::new()
+            },
         });
     }
     inv.messages.sort_by_key(|m| m.uid);
@@ -179,16 +211,31 @@ mod tests {
     }
 
     fn folder(msgs: Vec<InventoryMessage>) -> FolderInventory {
-        FolderInventory { raw: "x".into(), uidvalidity: 1, uidnext: 1, permanent_flags: vec![], messages: msgs }
+        FolderInventory {
+            raw: "x".into(),
+            uidvalidity: 1,
+            uidnext: 1,
+            permanent_flags: vec![],
+            messages: msgs,
+        }
     }
 
     #[test]
     fn keys_repeated_on_either_side_are_ambiguous() {
-        let src = vec![folder(vec![msg(1, 1), msg(2, 2)]), folder(vec![msg(1, 2), msg(2, 3)])];
+        let src = vec![
+            folder(vec![msg(1, 1), msg(2, 2)]),
+            folder(vec![msg(1, 2), msg(2, 3)]),
+        ];
         let dst = folder(vec![msg(1, 3), msg(2, 3), msg(3, 1)]);
         let amb = ambiguous_keys(&src, Some(&dst));
-        assert!(amb.contains(&MessageKey([2; 16])), "twice across two source folders of one target");
+        assert!(
+            amb.contains(&MessageKey([2; 16])),
+            "twice across two source folders of one target"
+        );
         assert!(amb.contains(&MessageKey([3; 16])), "twice on the target");
-        assert!(!amb.contains(&MessageKey([1; 16])), "once per side is not ambiguous");
+        assert!(
+            !amb.contains(&MessageKey([1; 16])),
+            "once per side is not ambiguous"
+        );
     }
 }

@@ -5,14 +5,20 @@ use std::collections::HashSet;
 
 use mailferry_fleet::{CredentialSource, Store};
 use mailferry_proto::FolderRole;
-use mailferry_proto::task::{AccountListing, FolderListing, FolderSizes, ListResult, ListTask, Side};
+use mailferry_proto::task::{
+    AccountListing, FolderListing, FolderSizes, ListResult, ListTask, Side,
+};
 
 use super::Engine;
 use crate::imap::{Connection, ImapResult};
 use crate::mailbox::name::decode_name;
 
 /// Runs a List task.
-pub async fn run<S: Store, C: CredentialSource>(engine: &Engine<S, C>, pair: &str, task: &ListTask) -> ImapResult<ListResult> {
+pub async fn run<S: Store, C: CredentialSource>(
+    engine: &Engine<S, C>,
+    pair: &str,
+    task: &ListTask,
+) -> ImapResult<ListResult> {
     let (src, dst) = tokio::join!(
         async {
             let mut c = engine.open(pair, Side::Source).await?;
@@ -27,11 +33,18 @@ pub async fn run<S: Store, C: CredentialSource>(engine: &Engine<S, C>, pair: &st
             r
         }
     );
-    Ok(ListResult { source: src?, target: dst? })
+    Ok(ListResult {
+        source: src?,
+        target: dst?,
+    })
 }
 
 /// Lists one account.
-pub async fn list_account(conn: &mut Connection, with_sizes: bool, larger_than: Option<u64>) -> ImapResult<AccountListing> {
+pub async fn list_account(
+    conn: &mut Connection,
+    with_sizes: bool,
+    larger_than: Option<u64>,
+) -> ImapResult<AccountListing> {
     let ns = conn.namespaces().await?;
     let entries = conn.list(false).await?;
     let subscribed: HashSet<String> = conn.list(true).await?.into_iter().map(|e| e.name).collect();
@@ -45,15 +58,21 @@ pub async fn list_account(conn: &mut Connection, with_sizes: bool, larger_than: 
         let in_other = ns.others.iter().any(|p| {
             !p.is_empty()
                 && p.len() > prefix.len()
-                && (e.name.starts_with(p.as_str()) || e.delimiter.is_some_and(|d| format!("{}{d}", e.name) == *p))
+                && (e.name.starts_with(p.as_str())
+                    || e.delimiter.is_some_and(|d| format!("{}{d}", e.name) == *p))
         });
         let decoded = decode_name(&e.name, e.delimiter.or(delimiter), &prefix);
         if in_other || !decoded.in_personal_namespace {
             others.push(e.name);
             continue;
         }
-        let selectable = !e.attributes.iter().any(|a| a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent"));
-        let role = e.attributes.iter().find_map(|a| FolderRole::from_attribute(a));
+        let selectable = !e.attributes.iter().any(|a| {
+            a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+        });
+        let role = e
+            .attributes
+            .iter()
+            .find_map(|a| FolderRole::from_attribute(a));
         folders.push(FolderListing {
             subscribed: subscribed.contains(&e.name),
             raw: e.name,
@@ -74,7 +93,9 @@ pub async fn list_account(conn: &mut Connection, with_sizes: bool, larger_than: 
         }
     }
     let quota = conn.inbox_quota().await?;
-    let append_limit = conn.capability_value("APPENDLIMIT").and_then(|v| v.parse().ok());
+    let append_limit = conn
+        .capability_value("APPENDLIMIT")
+        .and_then(|v| v.parse().ok());
     Ok(AccountListing {
         capabilities: conn.capabilities().to_vec(),
         personal_prefix: prefix,
@@ -86,9 +107,17 @@ pub async fn list_account(conn: &mut Connection, with_sizes: bool, larger_than: 
     })
 }
 
-async fn folder_sizes(conn: &mut Connection, raw: &str, larger_than: Option<u64>) -> ImapResult<FolderSizes> {
+async fn folder_sizes(
+    conn: &mut Connection,
+    raw: &str,
+    larger_than: Option<u64>,
+) -> ImapResult<FolderSizes> {
     let sel = conn.examine(raw).await?;
-    let mut sizes = FolderSizes { bytes: 0, largest: 0, oversized: Vec::new() };
+    let mut sizes = FolderSizes {
+        bytes: 0,
+        largest: 0,
+        oversized: Vec::new(),
+    };
     if sel.exists == 0 {
         return Ok(sizes);
     }

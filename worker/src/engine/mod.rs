@@ -10,8 +10,10 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use mailferry_fleet::{CredentialSource, Credentials, Store};
-use mailferry_proto::task::{OutcomeBody, OutcomeEnvelope, Side, TaskBody, TaskEnvelope, TaskFailure};
 use mailferry_proto::ErrorKind;
+use mailferry_proto::task::{
+    OutcomeBody, OutcomeEnvelope, Side, TaskBody, TaskEnvelope, TaskFailure,
+};
 use tokio::sync::Semaphore;
 
 use crate::imap::{ConnectOptions, Connection, ImapError, ImapResult};
@@ -62,15 +64,22 @@ pub struct ByteBudget {
 impl ByteBudget {
     /// A budget of `bytes`.
     pub fn new(bytes: u64) -> ByteBudget {
-        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
-        ByteBudget { sem: Arc::new(Semaphore::new(kib as usize)), total_kib: kib }
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        ByteBudget {
+            sem: Arc::new(Semaphore::new(kib as usize)),
+            total_kib: kib,
+        }
     }
 
     /// Waits until `bytes` (capped at the whole budget, so one huge message still passes alone)
     /// may be held in memory. The semaphore is never closed, so `None` does not happen in
     /// practice; callers then go on without a permit rather than stall.
     pub async fn acquire(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let kib = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.total_kib);
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total_kib);
         self.sem.clone().acquire_many_owned(kib).await.ok()
     }
 }
@@ -92,13 +101,22 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
     /// Builds an engine.
     pub fn new(store: S, creds: C, config: EngineConfig) -> Self {
         let budget = ByteBudget::new(config.budget_bytes);
-        Engine { store, creds, config, budget }
+        Engine {
+            store,
+            creds,
+            config,
+            budget,
+        }
     }
 
     /// Opens a logged-in session to one side of a pair.
     pub async fn open(&self, pair_id: &str, side: Side) -> ImapResult<Connection> {
         let Some((endpoint, creds)) = self.creds.account(pair_id, side) else {
-            return Err(ImapError::new(ErrorKind::Config, side, format!("{side}: no credentials are known for this mailbox pair")));
+            return Err(ImapError::new(
+                ErrorKind::Config,
+                side,
+                format!("{side}: no credentials are known for this mailbox pair"),
+            ));
         };
         let mut conn = Connection::connect(&endpoint, side, &self.config.connect).await?;
         match &creds {
@@ -113,13 +131,25 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
         let span = tracing::info_span!("task", migration = %task.migration_id, pair = %task.pair_id, task = %task.task_id);
         let _enter = span.enter();
         let body = match &task.body {
-            TaskBody::List(t) => list::run(self, &task.pair_id, t).await.map(|r| OutcomeBody::List(Box::new(r))),
-            TaskBody::Inventory(t) => inventory::run(self, &task.pair_id, t).await.map(|r| OutcomeBody::Inventory(Box::new(r))),
-            TaskBody::CreateFolders(t) => folders::run(self, &task.pair_id, t).await.map(OutcomeBody::Folders),
-            TaskBody::CopyBatch(t) => copy::run(self, &task.pair_id, t).await.map(|r| OutcomeBody::Copy(Box::new(r))),
+            TaskBody::List(t) => list::run(self, &task.pair_id, t)
+                .await
+                .map(|r| OutcomeBody::List(Box::new(r))),
+            TaskBody::Inventory(t) => inventory::run(self, &task.pair_id, t)
+                .await
+                .map(|r| OutcomeBody::Inventory(Box::new(r))),
+            TaskBody::CreateFolders(t) => folders::run(self, &task.pair_id, t)
+                .await
+                .map(OutcomeBody::Folders),
+            TaskBody::CopyBatch(t) => copy::run(self, &task.pair_id, t)
+                .await
+                .map(|r| OutcomeBody::Copy(Box::new(r))),
         };
         let body = body.unwrap_or_else(|e| {
-            OutcomeBody::Failed(TaskFailure { kind: e.kind, side: Some(e.side), message: e.message })
+            OutcomeBody::Failed(TaskFailure {
+                kind: e.kind,
+                side: Some(e.side),
+                message: e.message,
+            })
         });
         OutcomeEnvelope {
             task_id: task.task_id.clone(),

@@ -27,7 +27,10 @@ pub struct ConnectOptions {
 
 impl Default for ConnectOptions {
     fn default() -> Self {
-        ConnectOptions { timeout: Duration::from_secs(120), max_literal: 1 << 31 }
+        ConnectOptions {
+            timeout: Duration::from_secs(120),
+            max_literal: 1 << 31,
+        }
     }
 }
 
@@ -114,7 +117,11 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// Connects, sets up TLS as the endpoint asks, and reads the greeting.
-    pub async fn connect(ep: &Endpoint, side: Side, opts: &ConnectOptions) -> ImapResult<Connection> {
+    pub async fn connect(
+        ep: &Endpoint,
+        side: Side,
+        opts: &ConnectOptions,
+    ) -> ImapResult<Connection> {
         let account = ep.display();
         let err = |kind, msg: String| ImapError::new(kind, side, msg);
         let tcp = tokio::time::timeout(opts.timeout, TcpStream::connect((ep.host.as_str(), ep.port)))
@@ -133,7 +140,9 @@ impl Connection {
             })?;
         let _ = tcp.set_nodelay(true);
         let transport = match ep.tls {
-            TlsMode::Implicit => Transport::Tls(Box::new(tls::handshake(tcp, ep, side, opts.timeout).await?)),
+            TlsMode::Implicit => {
+                Transport::Tls(Box::new(tls::handshake(tcp, ep, side, opts.timeout).await?))
+            }
             TlsMode::Starttls | TlsMode::None => Transport::Plain(tcp),
         };
         let mut conn = Connection {
@@ -157,22 +166,40 @@ impl Connection {
     async fn greeting(&mut self) -> ImapResult<()> {
         let first = self.read_response().await.map_err(|e| {
             if e.kind == ErrorKind::Transient {
-                self.err(ErrorKind::Connect, format!("the server sent no IMAP greeting ({}); is this an IMAP port?", e.message))
+                self.err(
+                    ErrorKind::Connect,
+                    format!(
+                        "the server sent no IMAP greeting ({}); is this an IMAP port?",
+                        e.message
+                    ),
+                )
             } else {
                 e
             }
         })?;
         match first {
-            Response::UntaggedStatus { status: Status::Ok | Status::Preauth, code, .. } => {
+            Response::UntaggedStatus {
+                status: Status::Ok | Status::Preauth,
+                code,
+                ..
+            } => {
                 if let Some(c) = code.filter(|c| c.name == "CAPABILITY") {
                     self.capabilities = c.args.iter().filter_map(Value::as_text).collect();
                 }
                 Ok(())
             }
-            Response::UntaggedStatus { status: Status::Bye, text, .. } => {
-                Err(self.err(ErrorKind::Transient, format!("the server refused the connection: {text}")))
-            }
-            _ => Err(self.err(ErrorKind::Protocol, "this is not an IMAP server (unexpected greeting); check the port".into())),
+            Response::UntaggedStatus {
+                status: Status::Bye,
+                text,
+                ..
+            } => Err(self.err(
+                ErrorKind::Transient,
+                format!("the server refused the connection: {text}"),
+            )),
+            _ => Err(self.err(
+                ErrorKind::Protocol,
+                "this is not an IMAP server (unexpected greeting); check the port".into(),
+            )),
         }
     }
 
@@ -188,17 +215,28 @@ impl Connection {
         }
         let done = self.run("STARTTLS").await?;
         if done.status != Status::Ok {
-            return Err(self.err(ErrorKind::Connect, format!("STARTTLS refused: {}", done.text)));
+            return Err(self.err(
+                ErrorKind::Connect,
+                format!("STARTTLS refused: {}", done.text),
+            ));
         }
         if !self.rbuf.is_empty() {
             // RFC 3501 §6.2.1: nothing may follow the OK before the handshake (a STARTTLS injection).
-            return Err(self.err(ErrorKind::Connect, "the server sent data after STARTTLS before TLS began".into()));
+            return Err(self.err(
+                ErrorKind::Connect,
+                "the server sent data after STARTTLS before TLS began".into(),
+            ));
         }
         let plain = std::mem::replace(&mut self.transport, Transport::Closed);
         let Transport::Plain(tcp) = plain else {
-            return Err(self.err(ErrorKind::Protocol, "STARTTLS on a connection already under TLS".into()));
+            return Err(self.err(
+                ErrorKind::Protocol,
+                "STARTTLS on a connection already under TLS".into(),
+            ));
         };
-        self.transport = Transport::Tls(Box::new(tls::handshake(tcp, ep, self.side, self.opts.timeout).await?));
+        self.transport = Transport::Tls(Box::new(
+            tls::handshake(tcp, ep, self.side, self.opts.timeout).await?,
+        ));
         // RFC 3501 §6.2.1: capabilities must be asked again after STARTTLS.
         self.capabilities.clear();
         Ok(())
@@ -206,7 +244,11 @@ impl Connection {
 
     /// Builds an error about this account.
     pub fn err(&self, kind: ErrorKind, msg: String) -> ImapError {
-        ImapError::new(kind, self.side, format!("{} {}: {msg}", self.side, self.account))
+        ImapError::new(
+            kind,
+            self.side,
+            format!("{} {}: {msg}", self.side, self.account),
+        )
     }
 
     /// Capabilities as last reported.
@@ -216,7 +258,9 @@ impl Connection {
 
     /// Whether a capability is offered (case-insensitive).
     pub fn has_capability(&self, cap: &str) -> bool {
-        self.capabilities.iter().any(|c| c.eq_ignore_ascii_case(cap))
+        self.capabilities
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(cap))
     }
 
     /// The value of a `NAME=value` capability, e.g. `APPENDLIMIT=1000`.
@@ -254,7 +298,8 @@ impl Connection {
         if self.has_capability("LOGINDISABLED") && !self.has_capability("AUTH=PLAIN") {
             return Err(self.err(
                 ErrorKind::Config,
-                "the server refuses logins on this connection; use TLS (imaps:// or STARTTLS)".into(),
+                "the server refuses logins on this connection; use TLS (imaps:// or STARTTLS)"
+                    .into(),
             ));
         }
         let done = if self.has_capability("AUTH=PLAIN") {
@@ -265,12 +310,20 @@ impl Connection {
             sasl.extend_from_slice(password.as_bytes());
             let b64 = base64(&sasl);
             if self.has_capability("SASL-IR") {
-                self.run_secret(&format!("AUTHENTICATE PLAIN {b64}")).await?
+                self.run_secret(&format!("AUTHENTICATE PLAIN {b64}"))
+                    .await?
             } else {
-                self.authenticate_continued("AUTHENTICATE PLAIN", &b64).await?
+                self.authenticate_continued("AUTHENTICATE PLAIN", &b64)
+                    .await?
             }
         } else {
-            self.run_args(&[Arg::text("LOGIN "), astring(user), Arg::text(" "), astring(password)]).await?
+            self.run_args(&[
+                Arg::text("LOGIN "),
+                astring(user),
+                Arg::text(" "),
+                astring(password),
+            ])
+            .await?
         };
         match done.status {
             Status::Ok => {
@@ -287,15 +340,26 @@ impl Connection {
                     "UNAVAILABLE" | "INUSE" => ErrorKind::Throttled,
                     _ => ErrorKind::Auth,
                 };
-                Err(self.err(kind, format!(
-                    "login refused ({}); check the user name and password",
-                    if done.text.is_empty() { code.to_owned() } else { done.text.clone() }
-                )))
+                Err(self.err(
+                    kind,
+                    format!(
+                        "login refused ({}); check the user name and password",
+                        if done.text.is_empty() {
+                            code.to_owned()
+                        } else {
+                            done.text.clone()
+                        }
+                    ),
+                ))
             }
         }
     }
 
-    async fn authenticate_continued(&mut self, cmd: &str, response: &str) -> ImapResult<Completion> {
+    async fn authenticate_continued(
+        &mut self,
+        cmd: &str,
+        response: &str,
+    ) -> ImapResult<Completion> {
         let tag = self.send_line(cmd).await?;
         loop {
             match self.read_response().await? {
@@ -356,7 +420,11 @@ impl Connection {
     /// 7888), so commands pipeline; larger ones wait for the server's `+`, so a server can refuse
     /// a large message (`[TOOBIG]`, `[OVERQUOTA]`) before it is sent. Under LITERAL- only
     /// literals up to 4,096 bytes may be non-synchronising.
-    pub async fn send_args(&mut self, args: &[Arg<'_>], sync_above: usize) -> ImapResult<Result<String, Completion>> {
+    pub async fn send_args(
+        &mut self,
+        args: &[Arg<'_>],
+        sync_above: usize,
+    ) -> ImapResult<Result<String, Completion>> {
         let tag = self.new_tag();
         let nonsync_limit = if self.has_capability("LITERAL+") {
             sync_above
@@ -403,12 +471,29 @@ impl Connection {
         loop {
             match self.read_response().await? {
                 Response::Continue(_) => return Ok(None),
-                Response::Tagged { tag: t, status, code, text } if t == tag => {
-                    return Ok(Some(Completion { status, code, text, untagged: Vec::new() }));
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    code,
+                    text,
+                } if t == tag => {
+                    return Ok(Some(Completion {
+                        status,
+                        code,
+                        text,
+                        untagged: Vec::new(),
+                    }));
                 }
                 r @ Response::Tagged { .. } => self.stash.push(r),
-                Response::UntaggedStatus { status: Status::Bye, text, .. } => {
-                    return Err(self.err(ErrorKind::Transient, format!("the server closed the connection: {text}")));
+                Response::UntaggedStatus {
+                    status: Status::Bye,
+                    text,
+                    ..
+                } => {
+                    return Err(self.err(
+                        ErrorKind::Transient,
+                        format!("the server closed the connection: {text}"),
+                    ));
                 }
                 _ => {}
             }
@@ -417,7 +502,11 @@ impl Connection {
 
     /// Reads responses until the completion of `tag`, collecting untagged ones.
     pub async fn finish(&mut self, tag: &str) -> ImapResult<Completion> {
-        if let Some(i) = self.stash.iter().position(|r| matches!(r, Response::Tagged { tag: t, .. } if t == tag)) {
+        if let Some(i) = self
+            .stash
+            .iter()
+            .position(|r| matches!(r, Response::Tagged { tag: t, .. } if t == tag))
+        {
             let r = self.stash.swap_remove(i);
             if let Some(done) = self.completion_for(tag, r, &mut Vec::new()) {
                 return Ok(done);
@@ -426,7 +515,12 @@ impl Connection {
         let mut untagged = Vec::new();
         loop {
             let r = self.read_response().await?;
-            if let Response::UntaggedStatus { status: Status::Bye, text, code } = &r {
+            if let Response::UntaggedStatus {
+                status: Status::Bye,
+                text,
+                code,
+            } = &r
+            {
                 let kind = match code.as_ref().map(|c| c.name.as_str()) {
                     Some("UNAVAILABLE" | "THROTTLED" | "LIMIT") => ErrorKind::Throttled,
                     _ => ErrorKind::Transient,
@@ -439,9 +533,19 @@ impl Connection {
         }
     }
 
-    fn completion_for(&self, tag: &str, r: Response, untagged: &mut Vec<Response>) -> Option<Completion> {
+    fn completion_for(
+        &self,
+        tag: &str,
+        r: Response,
+        untagged: &mut Vec<Response>,
+    ) -> Option<Completion> {
         match r {
-            Response::Tagged { tag: t, status, code, text } if t == tag => Some(Completion {
+            Response::Tagged {
+                tag: t,
+                status,
+                code,
+                text,
+            } if t == tag => Some(Completion {
                 status,
                 code,
                 text,
@@ -466,7 +570,12 @@ impl Connection {
         for chunk in bytes.chunks(64 * 1024) {
             match tokio::time::timeout(self.opts.timeout, self.transport.write_all(chunk)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(self.err(ErrorKind::Transient, format!("connection lost while sending ({})", io_reason(&e)))),
+                Ok(Err(e)) => {
+                    return Err(self.err(
+                        ErrorKind::Transient,
+                        format!("connection lost while sending ({})", io_reason(&e)),
+                    ));
+                }
                 Err(_) => return Err(self.timeout_error("sending")),
             }
         }
@@ -477,16 +586,22 @@ impl Connection {
     pub async fn flush(&mut self) -> ImapResult<()> {
         match tokio::time::timeout(self.opts.timeout, self.transport.flush()).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.err(ErrorKind::Transient, format!("connection lost while sending ({})", io_reason(&e)))),
+            Ok(Err(e)) => Err(self.err(
+                ErrorKind::Transient,
+                format!("connection lost while sending ({})", io_reason(&e)),
+            )),
             Err(_) => Err(self.timeout_error("sending")),
         }
     }
 
     fn timeout_error(&self, what: &str) -> ImapError {
-        self.err(ErrorKind::Transient, format!(
-            "the server stopped responding while {what} (nothing for {}s); it will be retried",
-            self.opts.timeout.as_secs()
-        ))
+        self.err(
+            ErrorKind::Transient,
+            format!(
+                "the server stopped responding while {what} (nothing for {}s); it will be retried",
+                self.opts.timeout.as_secs()
+            ),
+        )
     }
 
     /// Reads one complete response. A BYE is returned like any other response; end of stream
@@ -502,16 +617,34 @@ impl Connection {
                 }
                 Ok(Framed::Incomplete { scan, need }) => {
                     self.scan = scan;
-                    self.rbuf.reserve(need.saturating_sub(self.rbuf.len()).clamp(16 * 1024, 8 << 20));
+                    self.rbuf.reserve(
+                        need.saturating_sub(self.rbuf.len())
+                            .clamp(16 * 1024, 8 << 20),
+                    );
                 }
-                Err(e) => return Err(self.err(ErrorKind::Protocol, format!("unusable response from the server: {e}"))),
+                Err(e) => {
+                    return Err(self.err(
+                        ErrorKind::Protocol,
+                        format!("unusable response from the server: {e}"),
+                    ));
+                }
             }
-            match tokio::time::timeout(self.opts.timeout, self.transport.read_buf(&mut self.rbuf)).await {
+            match tokio::time::timeout(self.opts.timeout, self.transport.read_buf(&mut self.rbuf))
+                .await
+            {
                 Ok(Ok(0)) => {
-                    return Err(self.err(ErrorKind::Transient, "the server closed the connection".into()));
+                    return Err(self.err(
+                        ErrorKind::Transient,
+                        "the server closed the connection".into(),
+                    ));
                 }
                 Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(self.err(ErrorKind::Transient, format!("connection lost ({})", io_reason(&e)))),
+                Ok(Err(e)) => {
+                    return Err(self.err(
+                        ErrorKind::Transient,
+                        format!("connection lost ({})", io_reason(&e)),
+                    ));
+                }
                 Err(_) => return Err(self.timeout_error("waiting for an answer")),
             }
         }
@@ -529,7 +662,9 @@ impl Connection {
 pub fn classify_code(code: &str) -> ErrorKind {
     match code {
         "UNAVAILABLE" | "INUSE" | "THROTTLED" | "LIMIT" => ErrorKind::Throttled,
-        "AUTHENTICATIONFAILED" | "AUTHORIZATIONFAILED" | "EXPIRED" | "PRIVACYREQUIRED" => ErrorKind::Auth,
+        "AUTHENTICATIONFAILED" | "AUTHORIZATIONFAILED" | "EXPIRED" | "PRIVACYREQUIRED" => {
+            ErrorKind::Auth
+        }
         "SERVERBUG" => ErrorKind::Transient,
         _ => ErrorKind::Permanent,
     }
@@ -564,7 +699,11 @@ pub fn base64(input: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {

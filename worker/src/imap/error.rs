@@ -18,7 +18,11 @@ pub struct ImapError {
 impl ImapError {
     /// Builds an error.
     pub fn new(kind: ErrorKind, side: Side, message: impl Into<String>) -> ImapError {
-        ImapError { kind, side, message: message.into() }
+        ImapError {
+            kind,
+            side,
+            message: message.into(),
+        }
     }
 
     /// Whether retrying (after a reconnect) may help.

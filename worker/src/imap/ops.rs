@@ -67,10 +67,22 @@ fn check(conn: &Connection, done: Completion, what: &str) -> ImapResult<Completi
     match done.status {
         Status::Ok => Ok(done),
         _ => {
-            let code = done.code.as_ref().map(|c| c.name.clone()).unwrap_or_default();
+            let code = done
+                .code
+                .as_ref()
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
             Err(conn.err(
                 super::conn::classify_code(&code),
-                format!("{what} failed: {}{}", if code.is_empty() { String::new() } else { format!("[{code}] ") }, done.text),
+                format!(
+                    "{what} failed: {}{}",
+                    if code.is_empty() {
+                        String::new()
+                    } else {
+                        format!("[{code}] ")
+                    },
+                    done.text
+                ),
             ))
         }
     }
@@ -94,10 +106,19 @@ pub fn format_internal_date(d: &DateTime<FixedOffset>) -> String {
 }
 
 fn parse_list(rest: &[Value]) -> Option<ListEntry> {
-    let attributes = rest.first()?.as_list()?.iter().filter_map(Value::as_text).collect();
+    let attributes = rest
+        .first()?
+        .as_list()?
+        .iter()
+        .filter_map(Value::as_text)
+        .collect();
     let delimiter = rest.get(1).and_then(char_of);
     let name = rest.get(2)?.as_text()?;
-    Some(ListEntry { attributes, delimiter, name })
+    Some(ListEntry {
+        attributes,
+        delimiter,
+        name,
+    })
 }
 
 impl Connection {
@@ -111,7 +132,9 @@ impl Connection {
         let done = check(self, done, "NAMESPACE")?;
         let mut ns = Namespaces::default();
         for r in &done.untagged {
-            let Some((kw, rest)) = r.keyword() else { continue };
+            let Some((kw, rest)) = r.keyword() else {
+                continue;
+            };
             if kw != "NAMESPACE" {
                 continue;
             }
@@ -126,14 +149,22 @@ impl Connection {
                     .collect()
             };
             ns.personal = descr(rest.first()).into_iter().next();
-            ns.others = descr(rest.get(1)).into_iter().chain(descr(rest.get(2))).map(|(p, _)| p).collect();
+            ns.others = descr(rest.get(1))
+                .into_iter()
+                .chain(descr(rest.get(2)))
+                .map(|(p, _)| p)
+                .collect();
         }
         Ok(ns)
     }
 
     /// `LIST "" "*"` (or LSUB).
     pub async fn list(&mut self, lsub: bool) -> ImapResult<Vec<ListEntry>> {
-        let cmd = if lsub { "LSUB \"\" \"*\"" } else { "LIST \"\" \"*\"" };
+        let cmd = if lsub {
+            "LSUB \"\" \"*\""
+        } else {
+            "LIST \"\" \"*\""
+        };
         let done = self.run(cmd).await?;
         let done = check(self, done, if lsub { "LSUB" } else { "LIST" })?;
         let want = if lsub { "LSUB" } else { "LIST" };
@@ -154,17 +185,29 @@ impl Connection {
         } else {
             " (MESSAGES UIDNEXT UIDVALIDITY)"
         };
-        let done = self.run_args(&[Arg::text("STATUS "), astring(raw), Arg::text(items)]).await?;
+        let done = self
+            .run_args(&[Arg::text("STATUS "), astring(raw), Arg::text(items)])
+            .await?;
         let done = check(self, done, &format!("STATUS of folder {raw:?}"))?;
-        let mut st = FolderStatus { messages: 0, uidnext: 0, uidvalidity: 0, highestmodseq: None };
+        let mut st = FolderStatus {
+            messages: 0,
+            uidnext: 0,
+            uidvalidity: 0,
+            highestmodseq: None,
+        };
         for r in &done.untagged {
-            let Some((kw, rest)) = r.keyword() else { continue };
+            let Some((kw, rest)) = r.keyword() else {
+                continue;
+            };
             if kw != "STATUS" {
                 continue;
             }
             let items = rest.get(1).and_then(Value::as_list).unwrap_or_default();
             for pair in items.chunks(2) {
-                let (Some(k), Some(v)) = (pair.first().and_then(Value::as_atom), pair.get(1).and_then(Value::as_u64)) else {
+                let (Some(k), Some(v)) = (
+                    pair.first().and_then(Value::as_atom),
+                    pair.get(1).and_then(Value::as_u64),
+                ) else {
                     continue;
                 };
                 let v32 = u32::try_from(v).unwrap_or(u32::MAX);
@@ -182,21 +225,46 @@ impl Connection {
 
     /// EXAMINE: opens a folder read-only (the source is never changed; the target is only read).
     pub async fn examine(&mut self, raw: &str) -> ImapResult<Selected> {
-        let done = self.run_args(&[Arg::text("EXAMINE "), astring(raw)]).await?;
+        let done = self
+            .run_args(&[Arg::text("EXAMINE "), astring(raw)])
+            .await?;
         let done = check(self, done, &format!("opening folder {raw:?}"))?;
         let mut sel = Selected::default();
         let apply = |code: &Code, sel: &mut Selected| match code.name.as_str() {
-            "UIDVALIDITY" => sel.uidvalidity = code.args.first().and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
-            "UIDNEXT" => sel.uidnext = code.args.first().and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok()).unwrap_or(0),
+            "UIDVALIDITY" => {
+                sel.uidvalidity = code
+                    .args
+                    .first()
+                    .and_then(Value::as_u64)
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(0)
+            }
+            "UIDNEXT" => {
+                sel.uidnext = code
+                    .args
+                    .first()
+                    .and_then(Value::as_u64)
+                    .and_then(|v| u32::try_from(v).ok())
+                    .unwrap_or(0)
+            }
             "HIGHESTMODSEQ" => sel.highestmodseq = code.args.first().and_then(Value::as_u64),
             "PERMANENTFLAGS" => {
-                sel.permanent_flags = code.args.first().and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_text).collect();
+                sel.permanent_flags = code
+                    .args
+                    .first()
+                    .and_then(Value::as_list)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(Value::as_text)
+                    .collect();
             }
             _ => {}
         };
         for r in &done.untagged {
             match r {
-                Response::UntaggedStatus { code: Some(code), .. } => apply(code, &mut sel),
+                Response::UntaggedStatus {
+                    code: Some(code), ..
+                } => apply(code, &mut sel),
                 _ => {
                     if let Some((n, kw, _)) = r.numbered() {
                         if kw == "EXISTS" {
@@ -205,7 +273,13 @@ impl Connection {
                     } else if let Some((kw, rest)) = r.keyword()
                         && kw == "FLAGS"
                     {
-                        sel.flags = rest.first().and_then(Value::as_list).unwrap_or_default().iter().filter_map(Value::as_text).collect();
+                        sel.flags = rest
+                            .first()
+                            .and_then(Value::as_list)
+                            .unwrap_or_default()
+                            .iter()
+                            .filter_map(Value::as_text)
+                            .collect();
                     }
                 }
             }
@@ -214,7 +288,10 @@ impl Connection {
             apply(code, &mut sel);
         }
         if sel.uidvalidity == 0 {
-            return Err(self.err(ErrorKind::Protocol, format!("the server reported no UIDVALIDITY for folder {raw:?}")));
+            return Err(self.err(
+                ErrorKind::Protocol,
+                format!("the server reported no UIDVALIDITY for folder {raw:?}"),
+            ));
         }
         Ok(sel)
     }
@@ -229,20 +306,42 @@ impl Connection {
         loop {
             let r = self.read_response().await?;
             match r {
-                Response::Tagged { tag: t, status, code, text } if t == tag => {
-                    let done = Completion { status, code, text, untagged: Vec::new() };
+                Response::Tagged {
+                    tag: t,
+                    status,
+                    code,
+                    text,
+                } if t == tag => {
+                    let done = Completion {
+                        status,
+                        code,
+                        text,
+                        untagged: Vec::new(),
+                    };
                     check(self, done, "UID FETCH")?;
                     return Ok(None);
                 }
-                Response::UntaggedStatus { status: Status::Bye, text, .. } => {
-                    return Err(self.err(ErrorKind::Transient, format!("the server closed the connection: {text}")));
+                Response::UntaggedStatus {
+                    status: Status::Bye,
+                    text,
+                    ..
+                } => {
+                    return Err(self.err(
+                        ErrorKind::Transient,
+                        format!("the server closed the connection: {text}"),
+                    ));
                 }
                 Response::Untagged(mut v) => {
-                    let is_fetch = v.get(1).and_then(Value::as_atom).is_some_and(|k| k.eq_ignore_ascii_case("FETCH"));
+                    let is_fetch = v
+                        .get(1)
+                        .and_then(Value::as_atom)
+                        .is_some_and(|k| k.eq_ignore_ascii_case("FETCH"));
                     if !is_fetch {
                         continue;
                     }
-                    let Some(Value::List(items)) = v.pop() else { continue };
+                    let Some(Value::List(items)) = v.pop() else {
+                        continue;
+                    };
                     if let Some(item) = fetch_item(items) {
                         return Ok(Some(item));
                     }
@@ -267,30 +366,49 @@ impl Connection {
         let done = self.run_args(&[Arg::text("CREATE "), astring(raw)]).await?;
         Ok(match done.status {
             Status::Ok => Ok(()),
-            _ if done.code.as_ref().is_some_and(|c| c.name == "ALREADYEXISTS") => Ok(()),
+            _ if done
+                .code
+                .as_ref()
+                .is_some_and(|c| c.name == "ALREADYEXISTS") =>
+            {
+                Ok(())
+            }
             _ => Err(done),
         })
     }
 
     /// SUBSCRIBE.
     pub async fn subscribe(&mut self, raw: &str) -> ImapResult<()> {
-        let done = self.run_args(&[Arg::text("SUBSCRIBE "), astring(raw)]).await?;
+        let done = self
+            .run_args(&[Arg::text("SUBSCRIBE "), astring(raw)])
+            .await?;
         check(self, done, &format!("subscribing folder {raw:?}")).map(|_| ())
     }
 
     /// GETQUOTAROOT of INBOX (RFC 9208); `None` without QUOTA or without a quota.
     pub async fn inbox_quota(&mut self) -> ImapResult<Option<Quota>> {
-        if !self.capabilities().iter().any(|c| c.to_ascii_uppercase().starts_with("QUOTA")) {
+        if !self
+            .capabilities()
+            .iter()
+            .any(|c| c.to_ascii_uppercase().starts_with("QUOTA"))
+        {
             return Ok(None);
         }
         let done = self.run("GETQUOTAROOT INBOX").await?;
         if done.status != Status::Ok {
             return Ok(None);
         }
-        let mut q = Quota { storage_used: None, storage_limit: None, messages_used: None, messages_limit: None };
+        let mut q = Quota {
+            storage_used: None,
+            storage_limit: None,
+            messages_used: None,
+            messages_limit: None,
+        };
         let mut any = false;
         for r in &done.untagged {
-            let Some((kw, rest)) = r.keyword() else { continue };
+            let Some((kw, rest)) = r.keyword() else {
+                continue;
+            };
             if kw != "QUOTA" {
                 continue;
             }
@@ -326,7 +444,9 @@ fn fetch_item(items: Vec<Value>) -> Option<FetchItem> {
     let mut out = FetchItem::default();
     let mut it = items.into_iter();
     while let Some(name) = it.next() {
-        let Some(name) = name.as_atom().map(str::to_ascii_uppercase) else { continue };
+        let Some(name) = name.as_atom().map(str::to_ascii_uppercase) else {
+            continue;
+        };
         let Some(value) = it.next() else { break };
         match name.as_str() {
             "UID" => out.uid = value.as_u64().and_then(|v| u32::try_from(v).ok())?,
@@ -339,7 +459,9 @@ fn fetch_item(items: Vec<Value>) -> Option<FetchItem> {
                     .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
                     .collect();
             }
-            "INTERNALDATE" => out.internal_date = value.as_text().as_deref().and_then(parse_internal_date),
+            "INTERNALDATE" => {
+                out.internal_date = value.as_text().as_deref().and_then(parse_internal_date)
+            }
             "RFC822.SIZE" => out.size = value.as_u64(),
             "BODY[]" => out.body = value.into_bytes(),
             n if n.starts_with("BODY[HEADER") => out.header = value.into_bytes(),
@@ -365,8 +487,12 @@ mod tests {
     #[test]
     fn fetch_items_are_extracted() {
         let r = wire::parse(b"* 1 FETCH (UID 9 FLAGS (\\Seen \\Recent x) RFC822.SIZE 4 BODY[] {4}\r\nabcd INTERNALDATE \"01-Jan-2020 10:11:12 +0000\")\r\n");
-        let Response::Untagged(mut v) = r else { panic!() };
-        let Some(Value::List(items)) = v.pop() else { panic!() };
+        let Response::Untagged(mut v) = r else {
+            panic!()
+        };
+        let Some(Value::List(items)) = v.pop() else {
+            panic!()
+        };
         let f = fetch_item(items).unwrap();
         assert_eq!(f.uid, 9);
         assert_eq!(f.flags, vec!["\\Seen", "x"]);

@@ -41,40 +41,74 @@ pub fn client_config(ep: &Endpoint, side: Side) -> ImapResult<ClientConfig> {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
             .map_err(|e| err(format!("cannot read the CA file {path}: {e}")))?
             .collect::<Result<_, _>>()
-            .map_err(|e| err(format!("the CA file {path} is not a PEM certificate file: {e}")))?;
+            .map_err(|e| {
+                err(format!(
+                    "the CA file {path} is not a PEM certificate file: {e}"
+                ))
+            })?;
         if certs.is_empty() {
             return Err(err(format!("the CA file {path} holds no certificate")));
         }
         for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| err(format!("the CA file {path} holds an unusable certificate: {e}")))?;
+            roots.add(c).map_err(|e| {
+                err(format!(
+                    "the CA file {path} holds an unusable certificate: {e}"
+                ))
+            })?;
         }
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
 /// Runs the TLS handshake over `tcp`.
-pub async fn handshake(tcp: TcpStream, ep: &Endpoint, side: Side, timeout: Duration) -> ImapResult<TlsStream<TcpStream>> {
+pub async fn handshake(
+    tcp: TcpStream,
+    ep: &Endpoint,
+    side: Side,
+    timeout: Duration,
+) -> ImapResult<TlsStream<TcpStream>> {
     let config = client_config(ep, side)?;
-    let name = ServerName::try_from(ep.host.clone())
-        .map_err(|_| ImapError::new(ErrorKind::Config, side, format!("{side} {}: {:?} is not a valid host name for TLS", ep.display(), ep.host)))?;
+    let name = ServerName::try_from(ep.host.clone()).map_err(|_| {
+        ImapError::new(
+            ErrorKind::Config,
+            side,
+            format!(
+                "{side} {}: {:?} is not a valid host name for TLS",
+                ep.display(),
+                ep.host
+            ),
+        )
+    })?;
     let connector = TlsConnector::from(Arc::new(config));
     match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => {
             let text = e.to_string();
             let advice = if text.contains("UnknownIssuer") || text.contains("certificate") {
-                format!("the server's certificate is not trusted ({text}); add its CA with --{}-ca FILE", side_flag(side))
+                format!(
+                    "the server's certificate is not trusted ({text}); add its CA with --{}-ca FILE",
+                    side_flag(side)
+                )
             } else {
-                format!("TLS handshake failed ({text}); check the port and the TLS mode (--{}-tls)", side_flag(side))
+                format!(
+                    "TLS handshake failed ({text}); check the port and the TLS mode (--{}-tls)",
+                    side_flag(side)
+                )
             };
-            Err(ImapError::new(ErrorKind::Connect, side, format!("{side} {}: {advice}", ep.display())))
+            Err(ImapError::new(
+                ErrorKind::Connect,
+                side,
+                format!("{side} {}: {advice}", ep.display()),
+            ))
         }
         Err(_) => Err(ImapError::new(
             ErrorKind::Connect,
             side,
-            format!("{side} {}: the TLS handshake got no answer; check the port and the TLS mode (--{}-tls)", ep.display(), side_flag(side)),
+            format!(
+                "{side} {}: the TLS handshake got no answer; check the port and the TLS mode (--{}-tls)",
+                ep.display(),
+                side_flag(side)
+            ),
         )),
     }
 }
@@ -108,7 +142,12 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -117,7 +156,12 @@ impl ServerCertVerifier for NoVerification {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

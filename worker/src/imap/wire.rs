@@ -130,7 +130,9 @@ pub enum Response {
 impl Response {
     /// For `* n KEYWORD ...` responses: (n, KEYWORD upper-cased, rest).
     pub fn numbered(&self) -> Option<(u32, String, &[Value])> {
-        let Response::Untagged(v) = self else { return None };
+        let Response::Untagged(v) = self else {
+            return None;
+        };
         let n = v.first()?.as_atom()?.parse().ok()?;
         let kw = v.get(1)?.as_atom()?.to_ascii_uppercase();
         Some((n, kw, v.get(2..).unwrap_or(&[])))
@@ -138,7 +140,9 @@ impl Response {
 
     /// For `* KEYWORD ...` responses: (KEYWORD upper-cased, rest).
     pub fn keyword(&self) -> Option<(String, &[Value])> {
-        let Response::Untagged(v) = self else { return None };
+        let Response::Untagged(v) = self else {
+            return None;
+        };
         let kw = v.first()?.as_atom()?.to_ascii_uppercase();
         Some((kw, v.get(1..).unwrap_or(&[])))
     }
@@ -177,12 +181,18 @@ pub const MAX_LINE: usize = 64 * 1024 * 1024;
 /// (a previous [`Framed::Incomplete::scan`], or 0).
 pub fn frame(buf: &[u8], mut scan: usize, max_literal: u64) -> Result<Framed, FrameError> {
     loop {
-        let Some(rel) = buf.get(scan..).and_then(|rest| memchr::memmem::find(rest, b"\r\n")) else {
+        let Some(rel) = buf
+            .get(scan..)
+            .and_then(|rest| memchr::memmem::find(rest, b"\r\n"))
+        else {
             if buf.len() > MAX_LINE {
                 return Err(FrameError::LineTooLong(MAX_LINE));
             }
             // Resume one byte early: the CR may already be here without its LF.
-            return Ok(Framed::Incomplete { scan: buf.len().saturating_sub(1).max(scan), need: buf.len() + 1 });
+            return Ok(Framed::Incomplete {
+                scan: buf.len().saturating_sub(1).max(scan),
+                need: buf.len() + 1,
+            });
         };
         let cr = scan + rel;
         let line = buf.get(..cr).unwrap_or_default();
@@ -191,9 +201,15 @@ pub fn frame(buf: &[u8], mut scan: usize, max_literal: u64) -> Result<Framed, Fr
                 if n > max_literal {
                     return Err(FrameError::LiteralTooLarge(n, max_literal));
                 }
-                let after = cr + 2 + usize::try_from(n).map_err(|_| FrameError::LiteralTooLarge(n, max_literal))?;
+                let after = cr
+                    + 2
+                    + usize::try_from(n)
+                        .map_err(|_| FrameError::LiteralTooLarge(n, max_literal))?;
                 if buf.len() < after {
-                    return Ok(Framed::Incomplete { scan: cr, need: after });
+                    return Ok(Framed::Incomplete {
+                        scan: cr,
+                        need: after,
+                    });
                 }
                 scan = after;
             }
@@ -233,7 +249,12 @@ pub fn parse(resp: &[u8]) -> Response {
     match status_word(rest) {
         Some((status, after)) => {
             let (code, text) = code_and_text(after);
-            Response::Tagged { tag, status, code, text }
+            Response::Tagged {
+                tag,
+                status,
+                code,
+                text,
+            }
         }
         None => Response::Untagged(tokenize(line).0),
     }
@@ -396,7 +417,8 @@ impl Parser<'_> {
             // A stray byte we cannot place: consume it so the loop always advances.
             self.i += 1;
         }
-        let text = String::from_utf8_lossy(self.s.get(start..self.i).unwrap_or_default()).into_owned();
+        let text =
+            String::from_utf8_lossy(self.s.get(start..self.i).unwrap_or_default()).into_owned();
         if text.eq_ignore_ascii_case("NIL") {
             Value::Nil
         } else {
@@ -408,7 +430,9 @@ impl Parser<'_> {
 /// Quotes a string argument for a command: an atom-safe quoted string, or `None` when it must be
 /// sent as a literal (CR, LF, NUL or 8-bit bytes).
 pub fn quote(s: &str) -> Option<String> {
-    if s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0 || b >= 0x80) {
+    if s.bytes()
+        .any(|b| b == b'\r' || b == b'\n' || b == 0 || b >= 0x80)
+    {
         return None;
     }
     let mut out = String::with_capacity(s.len() + 2);
@@ -433,12 +457,18 @@ mod tests {
         let lit = b"* 1 FETCH (BODY[] {5}\r\nab\r\nc UID 3)\r\nrest";
         assert_eq!(frame(lit, 0, 100), Ok(Framed::Complete(lit.len() - 4)));
         let partial = b"* 1 FETCH (BODY[] {5}\r\nab";
-        assert!(matches!(frame(partial, 0, 100), Ok(Framed::Incomplete { need: 28, .. })));
+        assert!(matches!(
+            frame(partial, 0, 100),
+            Ok(Framed::Incomplete { need: 28, .. })
+        ));
         assert_eq!(
             frame(b"* 1 FETCH (BODY[] {500}\r\n", 0, 100),
             Err(FrameError::LiteralTooLarge(500, 100))
         );
-        assert!(matches!(frame(b"* OK no end", 0, 100), Ok(Framed::Incomplete { .. })));
+        assert!(matches!(
+            frame(b"* OK no end", 0, 100),
+            Ok(Framed::Incomplete { .. })
+        ));
     }
 
     #[test]
@@ -448,8 +478,14 @@ mod tests {
         assert_eq!((n, kw.as_str()), (12, "FETCH"));
         let items = rest[0].as_list().unwrap();
         assert_eq!(items[0], Value::Atom("UID".into()));
-        assert_eq!(items[3].as_list().unwrap()[1], Value::Atom("$Label1".into()));
-        assert_eq!(items[6], Value::Atom("BODY[HEADER.FIELDS (DATE FROM)]".into()));
+        assert_eq!(
+            items[3].as_list().unwrap()[1],
+            Value::Atom("$Label1".into())
+        );
+        assert_eq!(
+            items[6],
+            Value::Atom("BODY[HEADER.FIELDS (DATE FROM)]".into())
+        );
         assert_eq!(items[7], Value::Str(b"ab\r\n".to_vec()));
         assert_eq!(items[9].as_u64(), Some(99));
     }
@@ -457,18 +493,47 @@ mod tests {
     #[test]
     fn parses_status_responses_with_codes() {
         let r = parse(b"a1 OK [APPENDUID 38505 3955:3957] done\r\n");
-        let Response::Tagged { tag, status, code, text } = r else { panic!() };
-        assert_eq!((tag.as_str(), status, text.as_str()), ("a1", Status::Ok, "done"));
+        let Response::Tagged {
+            tag,
+            status,
+            code,
+            text,
+        } = r
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (tag.as_str(), status, text.as_str()),
+            ("a1", Status::Ok, "done")
+        );
         let code = code.unwrap();
         assert_eq!(code.name, "APPENDUID");
-        assert_eq!(code.args, vec![Value::Atom("38505".into()), Value::Atom("3955:3957".into())]);
+        assert_eq!(
+            code.args,
+            vec![Value::Atom("38505".into()), Value::Atom("3955:3957".into())]
+        );
         let r = parse(b"* OK [PERMANENTFLAGS (\\Seen \\*)] Limited\r\n");
-        let Response::UntaggedStatus { code: Some(code), .. } = r else { panic!() };
+        let Response::UntaggedStatus {
+            code: Some(code), ..
+        } = r
+        else {
+            panic!()
+        };
         assert_eq!(code.args[0].as_list().unwrap().len(), 2);
         let r = parse(b"a2 NO [OVERQUOTA] Quota exceeded (mailbox for user is full)\r\n");
-        let Response::Tagged { status: Status::No, code: Some(c), .. } = r else { panic!() };
+        let Response::Tagged {
+            status: Status::No,
+            code: Some(c),
+            ..
+        } = r
+        else {
+            panic!()
+        };
         assert_eq!(c.name, "OVERQUOTA");
-        assert_eq!(parse(b"+ go ahead\r\n"), Response::Continue("go ahead".into()));
+        assert_eq!(
+            parse(b"+ go ahead\r\n"),
+            Response::Continue("go ahead".into())
+        );
     }
 
     #[test]
@@ -489,7 +554,15 @@ mod tests {
     #[test]
     fn never_panics_on_garbage() {
         let samples: [&[u8]; 9] = [
-            b"", b"*", b"* ", b"a1", b"* 1 FETCH (((", b"* OK [", b"+", b"* 1 FETCH {99999}\r\nab", b"\xff\xfe[]])) {",
+            b"",
+            b"*",
+            b"* ",
+            b"a1",
+            b"* 1 FETCH (((",
+            b"* OK [",
+            b"+",
+            b"* 1 FETCH {99999}\r\nab",
+            b"\xff\xfe[]])) {",
         ];
         for s in samples {
             let _ = parse(s);

@@ -1,0 +1,6 @@
+//! mailferry's control plane: folder mapping, planning, and driving a migration from tasks and
+//! outcomes to a summary. It never opens IMAP itself: every server contact is a task a worker runs.
+#![warn(missing_docs)]
+
+pub mod folders;
+pub mod plan;
