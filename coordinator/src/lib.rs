@@ -2,5 +2,8 @@
 //! outcomes to a summary. It never opens IMAP itself: every server contact is a task a worker runs.
 #![warn(missing_docs)]
 
+pub mod aggregate;
+pub mod check;
 pub mod folders;
+pub mod migration;
 pub mod plan;

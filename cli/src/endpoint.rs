@@ -1,0 +1,156 @@
+//! Endpoint URLs: `imaps://USER@HOST[:PORT]` and `imap://USER@HOST[:PORT]`.
+
+use mailferry_proto::task::TlsMode;
+
+/// A parsed endpoint URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointUrl {
+    /// TLS mode implied by the scheme.
+    pub tls: TlsMode,
+    /// Login name (percent-decoded).
+    pub user: String,
+    /// Password given in the URL (discouraged).
+    pub password: Option<String>,
+    /// Host.
+    pub host: String,
+    /// Port (scheme default when absent).
+    pub port: u16,
+}
+
+/// Parses an endpoint URL. Errors are sentences for people and never contain the password.
+pub fn parse(url: &str, flag: &str) -> Result<EndpointUrl, String> {
+    let (tls, rest, default_port) = if let Some(r) = url.strip_prefix("imaps://") {
+        (TlsMode::Implicit, r, 993)
+    } else if let Some(r) = url.strip_prefix("imap://") {
+        (TlsMode::Starttls, r, 143)
+    } else {
+        return Err(format!(
+            "{flag} must look like imaps://USER@HOST[:PORT] or imap://USER@HOST[:PORT]"
+        ));
+    };
+    let rest = rest.trim_end_matches('/');
+    let Some(at) = rest.rfind('@') else {
+        return Err(format!("{flag} has no user: write imaps://USER@HOST"));
+    };
+    let (userinfo, hostport) = (&rest[..at], &rest[at + 1..]);
+    let (user, password) = match userinfo.split_once(':') {
+        Some((u, p)) => (
+            u,
+            Some(percent_decode(p).ok_or_else(|| {
+                format!("{flag}: the password in the URL is not valid percent-encoding")
+            })?),
+        ),
+        None => (userinfo, None),
+    };
+    let user = percent_decode(user)
+        .ok_or_else(|| format!("{flag}: the user name is not valid percent-encoding"))?;
+    if user.is_empty() {
+        return Err(format!("{flag} has an empty user name"));
+    }
+    let (host, port) = split_host_port(hostport)
+        .ok_or_else(|| format!("{flag}: {hostport:?} is not HOST or HOST:PORT"))?;
+    if host.is_empty() {
+        return Err(format!("{flag} has no host"));
+    }
+    Ok(EndpointUrl {
+        tls,
+        user,
+        password,
+        host,
+        port: port.unwrap_or(default_port),
+    })
+}
+
+fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (h, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        return Some((h.to_owned(), port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) => Some((h.to_owned(), Some(p.parse().ok()?))),
+        None => Some((s.to_owned(), None)),
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Whether a host is on the loopback interface.
+pub fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_schemes_users_and_ports() {
+        let e = parse("imaps://alice@old.example.net", "--src").unwrap();
+        assert_eq!(
+            (e.tls, e.user.as_str(), e.host.as_str(), e.port),
+            (TlsMode::Implicit, "alice", "old.example.net", 993)
+        );
+        let e = parse("imap://alice%40example.org@127.0.0.1:1143", "--src").unwrap();
+        assert_eq!(
+            (e.tls, e.user.as_str(), e.port),
+            (TlsMode::Starttls, "alice@example.org", 1143)
+        );
+        let e = parse("imaps://bob@corp.example@[::1]:993", "--dst").unwrap();
+        assert_eq!(
+            (e.user.as_str(), e.host.as_str()),
+            ("bob@corp.example", "::1")
+        );
+        let e = parse("imaps://u:p%21ss@h", "--dst").unwrap();
+        assert_eq!(e.password.as_deref(), Some("p!ss"));
+    }
+
+    #[test]
+    fn rejects_bad_urls_without_echoing_passwords() {
+        for bad in [
+            "http://a@b",
+            "imaps://host",
+            "imaps://@host",
+            "imaps://a@host:99999",
+            "imaps://a@",
+            "imaps://a@h:x",
+        ] {
+            assert!(parse(bad, "--src").is_err(), "{bad}");
+        }
+        let err = parse("imaps://u:secret%zz@h", "--src").unwrap_err();
+        assert!(!err.contains("secret"));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(
+            is_loopback("127.0.0.1")
+                && is_loopback("::1")
+                && is_loopback("localhost")
+                && is_loopback("127.3.4.5")
+        );
+        assert!(!is_loopback("example.org") && !is_loopback("10.0.0.1"));
+    }
+}

@@ -1,0 +1,160 @@
+//! Text rendering of reports and summaries for people. `--json` prints the proto types instead.
+
+use std::fmt::Write;
+
+use mailferry_proto::report::{CheckReport, PairStatus, PairSummary};
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
+
+/// The health check as text.
+pub fn check_text(r: &CheckReport) -> String {
+    let mut o = String::new();
+    for (label, a) in [("Source", &r.source), ("Target", &r.target)] {
+        let _ = writeln!(o, "{label}: {}", a.account);
+        let _ = writeln!(o, "  capabilities: {}", a.capabilities.join(" "));
+        let _ = writeln!(
+            o,
+            "  namespace prefix {:?}, delimiter {:?}; {} folders, {} messages, {}",
+            a.personal_prefix,
+            a.delimiter.clone().unwrap_or_default(),
+            a.folders.len(),
+            a.messages,
+            mb(a.bytes)
+        );
+        if let Some(q) = a.quota {
+            let _ = writeln!(
+                o,
+                "  quota: {} of {} used",
+                q.storage_used.map(mb).unwrap_or_else(|| "?".into()),
+                q.storage_limit
+                    .map(mb)
+                    .unwrap_or_else(|| "unlimited".into())
+            );
+        }
+        if let Some(l) = a.append_limit {
+            let _ = writeln!(o, "  largest message accepted (APPENDLIMIT): {}", mb(l));
+        }
+        let _ = writeln!(
+            o,
+            "  {:<40} {:>9} {:>12} {:>12}",
+            "folder", "messages", "bytes", "largest"
+        );
+        for f in &a.folders {
+            let mut name = f.name.clone();
+            if !f.selectable {
+                name.push_str(" (no mail)");
+            }
+            let _ = writeln!(
+                o,
+                "  {:<40} {:>9} {:>12} {:>12}",
+                name, f.messages, f.bytes, f.largest
+            );
+        }
+    }
+    let _ = writeln!(o, "Folder mapping:");
+    for m in &r.mapping {
+        let exists = if m.target_exists {
+            "exists"
+        } else {
+            "will be created"
+        };
+        let _ = writeln!(o, "  {} -> {} ({exists})", m.source, m.target);
+    }
+    for s in &r.skipped_folders {
+        let _ = writeln!(o, "  {} -> skipped: {}", s.name, s.reason);
+    }
+    let _ = writeln!(
+        o,
+        "Needs up to {} on the target{}",
+        mb(r.bytes_needed),
+        r.quota_free
+            .map(|f| format!("; {} of quota free", mb(f)))
+            .unwrap_or_default()
+    );
+    for w in &r.warnings {
+        let _ = writeln!(o, "warning: {}", w.message);
+    }
+    if r.problems.is_empty() {
+        let _ = writeln!(o, "No problems found.");
+    }
+    for p in &r.problems {
+        let _ = writeln!(
+            o,
+            "{}: {}",
+            if p.blocking { "PROBLEM" } else { "note" },
+            p.message
+        );
+    }
+    o
+}
+
+/// A migration summary as text.
+pub fn summary_text(s: &PairSummary) -> String {
+    let mut o = String::new();
+    let status = match s.status {
+        PairStatus::Completed => "completed",
+        PairStatus::CompletedWithFailures => "completed with failures",
+        PairStatus::AuthFailed => "login failed",
+        PairStatus::ConnectFailed => "could not connect",
+        PairStatus::Failed => "failed",
+        PairStatus::Interrupted => "interrupted",
+    };
+    let _ = writeln!(
+        o,
+        "{} -> {}: {status}{}",
+        s.source,
+        s.target,
+        if s.dry_run {
+            " (dry run: nothing was changed)"
+        } else {
+            ""
+        }
+    );
+    if let Some(e) = &s.error {
+        let _ = writeln!(o, "  error: {e}");
+    }
+    let _ = writeln!(
+        o,
+        "  folders: {} ({} created)",
+        s.folders, s.folders_created
+    );
+    if s.dry_run {
+        let _ = writeln!(o, "  messages to copy: {}", s.planned);
+    }
+    let _ = writeln!(
+        o,
+        "  messages copied: {} ({})",
+        s.messages_copied,
+        mb(s.bytes_copied)
+    );
+    let _ = writeln!(o, "  already on the target: {}", s.already_present);
+    let _ = writeln!(o, "  left out by options: {}", s.excluded);
+    let _ = writeln!(o, "  failed: {}", s.failed);
+    for f in &s.failures {
+        let _ = writeln!(
+            o,
+            "    {} UID {} {:?} ({}): {} — {}",
+            f.folder,
+            f.uid,
+            f.subject,
+            mb(f.size),
+            f.reason,
+            f.advice
+        );
+    }
+    for w in &s.warnings {
+        let _ = writeln!(o, "  warning: {}", w.message);
+    }
+    for f in &s.skipped_folders {
+        let _ = writeln!(o, "  skipped folder {}: {}", f.name, f.reason);
+    }
+    let _ = writeln!(
+        o,
+        "  duration {:.1}s, finished {}",
+        s.duration_secs,
+        mailferry_proto::rfc3339(&s.finished_at)
+    );
+    o
+}

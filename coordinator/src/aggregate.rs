@@ -1,0 +1,284 @@
+//! Outcomes → the summary of a pair: folders, messages copied, bytes, already present, excluded,
+//! failed (each with reason and advice), warnings, times. One outcome per task counts (the
+//! driver only hands over the last attempt's), so the summary equals what is on the target.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use chrono::Utc;
+use mailferry_fleet::FolderWatermark;
+use mailferry_proto::report::{FolderSummary, PairStatus, PairSummary, Warning};
+use mailferry_proto::task::{
+    CopyBatchTask, CopyResult, CreateFoldersResult, InventoryResult, InventoryTask, MessageFailure,
+    TaskFailure,
+};
+use mailferry_proto::{ErrorKind, FailureKind};
+
+use crate::folders::{FolderPlan, PlannedFolder};
+use crate::migration::PairSpec;
+use crate::plan::ChainPlan;
+
+/// A pair's running totals.
+pub struct PairTally {
+    summary: PairSummary,
+    started: Instant,
+    /// Per target folder raw name (or decoded path before the raw name is known).
+    folders: BTreeMap<String, FolderSummary>,
+    reported: HashSet<(String, u32)>,
+    failed_folders: HashSet<String>,
+    planned_bytes: u64,
+}
+
+impl PairTally {
+    /// An empty tally.
+    pub fn new(spec: &PairSpec, dry_run: bool) -> PairTally {
+        let now = Utc::now();
+        PairTally {
+            summary: PairSummary {
+                source: spec.source.clone(),
+                target: spec.target.clone(),
+                status: PairStatus::Completed,
+                dry_run,
+                folders: 0,
+                folders_created: 0,
+                planned: 0,
+                messages_copied: 0,
+                bytes_copied: 0,
+                already_present: 0,
+                excluded: 0,
+                failed: 0,
+                failures: Vec::new(),
+                warnings: Vec::new(),
+                error: None,
+                folder_details: Vec::new(),
+                skipped_folders: Vec::new(),
+                started_at: now,
+                finished_at: now,
+                duration_secs: 0.0,
+            },
+            started: Instant::now(),
+            folders: BTreeMap::new(),
+            reported: HashSet::new(),
+            failed_folders: HashSet::new(),
+            planned_bytes: 0,
+        }
+    }
+
+    /// The folder plan is known.
+    pub fn set_folders(&mut self, plan: &FolderPlan) {
+        self.summary.folders = plan.folders.len() as u64;
+        self.summary.skipped_folders = plan.skipped.clone();
+        for w in &plan.warnings {
+            self.warn(w.clone());
+        }
+    }
+
+    fn warn(&mut self, w: Warning) {
+        if !self.summary.warnings.contains(&w) {
+            self.summary.warnings.push(w);
+        }
+    }
+
+    fn folder(&mut self, raw: &str) -> &mut FolderSummary {
+        self.folders.entry(raw.to_owned()).or_default()
+    }
+
+    /// A target folder's chain was planned.
+    pub fn add_plan(&mut self, inv: &InventoryResult, plan: &ChainPlan) {
+        let target = inv.target.display_slash();
+        let sources: Vec<String> = plan
+            .figures
+            .iter()
+            .map(|(s, _)| s.path.display_slash())
+            .collect();
+        let mut planned_bytes = 0;
+        let f = self.folder(&inv.target_raw);
+        f.target = target;
+        f.source = sources.join(", ");
+        for (_, fig) in &plan.figures {
+            f.already_present += fig.already_present;
+            f.excluded += fig.excluded;
+            planned_bytes += fig.planned_bytes;
+        }
+        let (present, excluded): (u64, u64) = plan.figures.iter().fold((0, 0), |a, (_, x)| {
+            (a.0 + x.already_present, a.1 + x.excluded)
+        });
+        let planned: u64 = plan.figures.iter().map(|(_, x)| x.planned).sum();
+        self.summary.already_present += present;
+        self.summary.excluded += excluded;
+        self.summary.planned += planned;
+        self.planned_bytes += planned_bytes;
+    }
+
+    /// A folder the watermark shows unchanged since a complete pass.
+    pub fn add_unchanged(&mut self, pf: &PlannedFolder, mark: &FolderWatermark) {
+        let raw = pf
+            .target_raw
+            .clone()
+            .unwrap_or_else(|| pf.target.display_slash());
+        let sources: Vec<String> = pf
+            .sources
+            .iter()
+            .map(|s| s.folder.path.display_slash())
+            .collect();
+        let f = self.folder(&raw);
+        f.target = pf.target.display_slash();
+        f.source = sources.join(", ");
+        f.already_present += mark.present;
+        f.excluded += mark.excluded;
+        self.summary.already_present += mark.present;
+        self.summary.excluded += mark.excluded;
+    }
+
+    /// Target folders were prepared.
+    pub fn add_folders(&mut self, res: &CreateFoldersResult) {
+        self.summary.folders_created += res.created.len() as u64;
+        for raw in &res.created {
+            self.folder(raw).created = true;
+        }
+        for (raw, _) in &res.failed {
+            self.failed_folders.insert(raw.clone());
+        }
+    }
+
+    /// A batch's outcome.
+    pub fn add_copy(&mut self, batch: &CopyBatchTask, res: &CopyResult) {
+        let bytes: u64 = res.copied.iter().map(|c| c.bytes).sum();
+        let copied = res.copied.len() as u64;
+        let failed = res.failed.len() as u64;
+        for c in &res.copied {
+            self.reported.insert((batch.source.raw.clone(), c.src_uid));
+        }
+        for m in &res.failed {
+            self.reported.insert((batch.source.raw.clone(), m.uid));
+        }
+        let f = self.folder(&batch.target_raw);
+        f.copied += copied;
+        f.bytes += bytes;
+        f.failed += failed;
+        self.summary.messages_copied += copied;
+        self.summary.bytes_copied += bytes;
+        self.summary.failed += failed;
+        self.summary.failures.extend(res.failed.iter().cloned());
+        for w in &res.warnings {
+            self.warn(w.clone());
+        }
+        if failed > 0 {
+            self.failed_folders.insert(batch.target_raw.clone());
+        }
+    }
+
+    fn fail_items(&mut self, batch: &CopyBatchTask, kind: FailureKind, reason: &str) {
+        let mut n = 0;
+        for item in &batch.items {
+            if !self.reported.insert((batch.source.raw.clone(), item.uid)) {
+                continue;
+            }
+            n += 1;
+            self.summary.failures.push(MessageFailure {
+                folder: batch.source.path.display_slash(),
+                uid: item.uid,
+                subject: item.subject.clone(),
+                size: item.size,
+                kind,
+                reason: reason.to_owned(),
+                advice: kind.advice().to_owned(),
+            });
+        }
+        self.summary.failed += n;
+        self.folder(&batch.target_raw).failed += n;
+        self.failed_folders.insert(batch.target_raw.clone());
+    }
+
+    /// A batch failed as a whole (after its retries).
+    pub fn fail_batch(&mut self, batch: &CopyBatchTask, f: &TaskFailure) {
+        let kind = match f.kind {
+            ErrorKind::Auth => FailureKind::Auth,
+            ErrorKind::Connect => FailureKind::Connect,
+            ErrorKind::Transient | ErrorKind::Throttled => FailureKind::Transient,
+            _ => FailureKind::Other,
+        };
+        self.fail_items(batch, kind, &f.message);
+        if matches!(f.kind, ErrorKind::Auth | ErrorKind::Connect) && self.summary.error.is_none() {
+            self.summary.error = Some(f.message.clone());
+        }
+    }
+
+    /// A batch whose target folder could not be created.
+    pub fn fail_batch_folder(&mut self, batch: &CopyBatchTask) {
+        let reason = format!(
+            "the target folder {:?} could not be created",
+            batch.target.display_slash()
+        );
+        self.fail_items(batch, FailureKind::FolderRefused, &reason);
+    }
+
+    /// A folder could not be inventoried.
+    pub fn fail_inventory(&mut self, t: &InventoryTask, f: &TaskFailure) {
+        let folder = t.target.display_slash();
+        self.failed_folders
+            .insert(t.target_raw.clone().unwrap_or_else(|| folder.clone()));
+        self.folder(&t.target_raw.clone().unwrap_or_else(|| folder.clone()))
+            .target = folder.clone();
+        let msg = format!("folder {folder:?} was not migrated: {}", f.message);
+        self.summary.error = Some(match self.summary.error.take() {
+            Some(e) => format!("{e}; {msg}"),
+            None => msg,
+        });
+        if self.summary.status == PairStatus::Completed {
+            self.summary.status = PairStatus::Failed;
+        }
+    }
+
+    /// The pair stopped.
+    pub fn fatal(&mut self, f: &TaskFailure) {
+        self.summary.status = match f.kind {
+            ErrorKind::Auth => PairStatus::AuthFailed,
+            ErrorKind::Connect | ErrorKind::Protocol => PairStatus::ConnectFailed,
+            _ => PairStatus::Failed,
+        };
+        self.summary.error = Some(f.message.clone());
+    }
+
+    /// The user interrupted the run.
+    pub fn interrupted(&mut self) {
+        self.summary.status = PairStatus::Interrupted;
+    }
+
+    /// Messages the plan copies.
+    pub fn planned_messages(&self) -> u64 {
+        self.summary.planned
+    }
+
+    /// Bytes the plan copies.
+    pub fn planned_bytes(&self) -> u64 {
+        self.planned_bytes
+    }
+
+    /// Whether anything in a target folder failed.
+    pub fn folder_failed(&self, raw: &str) -> bool {
+        self.failed_folders.contains(raw)
+    }
+
+    /// (copied + already present, excluded) of a target folder, for its watermark.
+    pub fn folder_present_excluded(&self, raw: &str) -> (u64, u64) {
+        self.folders
+            .get(raw)
+            .map(|f| (f.copied + f.already_present, f.excluded))
+            .unwrap_or((0, 0))
+    }
+
+    /// The final summary.
+    pub fn finish(mut self) -> PairSummary {
+        if self.summary.status == PairStatus::Completed && self.summary.failed > 0 {
+            self.summary.status = PairStatus::CompletedWithFailures;
+        }
+        self.summary.finished_at = Utc::now();
+        self.summary.duration_secs = self.started.elapsed().as_secs_f64();
+        self.summary.folder_details = self.folders.into_values().collect();
+        self.summary
+            .failures
+            .sort_by(|a, b| (a.folder.as_str(), a.uid).cmp(&(b.folder.as_str(), b.uid)));
+        self.summary
+    }
+}

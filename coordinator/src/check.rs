@@ -1,0 +1,223 @@
+//! The health check: what a migration would do and what would stop it, before anything is copied.
+
+use chrono::Utc;
+use mailferry_proto::report::{
+    AccountReport, CheckReport, FolderFigures, Problem, Warning, WarningCode,
+};
+use mailferry_proto::task::{AccountListing, ListResult};
+
+use crate::folders::{FolderRules, map_folders};
+
+fn account_report(account: &str, l: &AccountListing) -> AccountReport {
+    let folders: Vec<FolderFigures> = l
+        .folders
+        .iter()
+        .map(|f| FolderFigures {
+            name: f.path.display_slash(),
+            role: f.role,
+            selectable: f.selectable,
+            subscribed: f.subscribed,
+            messages: f.status.map(|s| s.messages).unwrap_or(0),
+            bytes: f.sizes.as_ref().map(|s| s.bytes).unwrap_or(0),
+            largest: f.sizes.as_ref().map(|s| s.largest).unwrap_or(0),
+        })
+        .collect();
+    AccountReport {
+        account: account.to_owned(),
+        capabilities: l.capabilities.clone(),
+        personal_prefix: l.personal_prefix.clone(),
+        delimiter: l.delimiter.map(String::from),
+        messages: folders.iter().map(|f| u64::from(f.messages)).sum(),
+        bytes: folders.iter().map(|f| f.bytes).sum(),
+        folders,
+        quota: l.quota,
+        append_limit: l.append_limit,
+    }
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
+
+/// Builds the report from a List result taken with sizes.
+pub fn report(
+    source: &str,
+    target: &str,
+    list: &ListResult,
+    rules: &FolderRules,
+    max_size: Option<u64>,
+) -> CheckReport {
+    let plan = map_folders(list, rules);
+    let mut problems = Vec::new();
+    let mut warnings = plan.warnings.clone();
+    let included: Vec<&str> = plan
+        .folders
+        .iter()
+        .flat_map(|f| f.sources.iter().map(|s| s.folder.raw.as_str()))
+        .collect();
+    let src_folders = || {
+        list.source
+            .folders
+            .iter()
+            .filter(|f| included.contains(&f.raw.as_str()))
+    };
+    let bytes_needed: u64 = src_folders()
+        .filter_map(|f| f.sizes.as_ref())
+        .map(|s| {
+            s.bytes
+                - s.oversized
+                    .iter()
+                    .filter(|(_, sz)| max_size.is_some_and(|m| *sz > m))
+                    .map(|(_, sz)| sz)
+                    .sum::<u64>()
+        })
+        .sum();
+    let oversized: Vec<(String, u32, u64)> = src_folders()
+        .flat_map(|f| {
+            f.sizes.iter().flat_map(move |s| {
+                s.oversized
+                    .iter()
+                    .map(move |(u, sz)| (f.path.display_slash(), *u, *sz))
+            })
+        })
+        .collect();
+    let quota_free = list
+        .target
+        .quota
+        .and_then(|q| Some(q.storage_limit?.saturating_sub(q.storage_used.unwrap_or(0))));
+    if let Some(free) = quota_free
+        && bytes_needed > free
+    {
+        problems.push(Problem {
+            blocking: true,
+            message: format!(
+                "the target has {} of quota free but the migration needs up to {}: raise the target's quota by {} or leave folders out with --exclude",
+                mb(free),
+                mb(bytes_needed),
+                mb(bytes_needed - free)
+            ),
+        });
+    }
+    if let Some(q) = list.target.quota
+        && let (Some(limit), Some(used)) = (q.messages_limit, q.messages_used)
+    {
+        let count: u64 = src_folders()
+            .filter_map(|f| f.status)
+            .map(|s| u64::from(s.messages))
+            .sum();
+        if used + count > limit {
+            problems.push(Problem {
+                blocking: true,
+                message: format!("the target allows {limit} messages and holds {used}; the migration brings up to {count}: raise the message quota"),
+            });
+        }
+    }
+    let limit = list.target.append_limit;
+    let too_big: Vec<_> = oversized
+        .iter()
+        .filter(|(_, _, sz)| limit.is_some_and(|l| *sz > l) && max_size.is_none_or(|m| *sz <= m))
+        .collect();
+    if let Some(l) = limit
+        && !too_big.is_empty()
+    {
+        let list: Vec<String> = too_big
+            .iter()
+            .take(5)
+            .map(|(f, u, sz)| format!("{f} UID {u} ({})", mb(*sz)))
+            .collect();
+        problems.push(Problem {
+            blocking: true,
+            message: format!(
+                "{} message(s) are larger than the target accepts ({}), e.g. {}: raise the target's limit, or leave them out with --max-size {l}",
+                too_big.len(),
+                mb(l),
+                list.join(", ")
+            ),
+        });
+    }
+    let target_folders_with_mail: Vec<String> = plan
+        .folders
+        .iter()
+        .filter_map(|pf| {
+            let raw = pf.target_raw.as_ref()?;
+            let f = list.target.folders.iter().find(|f| &f.raw == raw)?;
+            (f.status?.messages > 0 && !pf.sources.is_empty()).then(|| pf.target.display_slash())
+        })
+        .collect();
+    if !target_folders_with_mail.is_empty() {
+        warnings.push(Warning {
+            code: WarningCode::TargetNotEmpty,
+            folder: None,
+            message: format!(
+                "{} target folder(s) already hold mail ({}); messages already there are recognised and not copied again",
+                target_folders_with_mail.len(),
+                target_folders_with_mail.join(", ")
+            ),
+        });
+    }
+    if !list.target.has_capability("UIDPLUS") {
+        problems.push(Problem {
+            blocking: false,
+            message: "the target does not offer UIDPLUS: copies cannot be tracked by UID, so reruns re-read target headers".into(),
+        });
+    }
+    CheckReport {
+        source: account_report(source, &list.source),
+        target: account_report(target, &list.target),
+        mapping: plan.mappings,
+        skipped_folders: plan.skipped,
+        bytes_needed,
+        quota_free,
+        oversized_messages: too_big.len() as u64,
+        target_folders_with_mail,
+        problems,
+        warnings,
+        finished_at: Utc::now(),
+    }
+}
+
+/// Runs a health check of one pair through the queue: one List task with sizes.
+pub async fn run<Q: mailferry_fleet::TaskQueue>(
+    queue: &Q,
+    migration_id: &str,
+    pair: &crate::migration::PairSpec,
+    rules: &FolderRules,
+    max_size: Option<u64>,
+) -> Result<CheckReport, mailferry_proto::task::TaskFailure> {
+    use mailferry_proto::task::{
+        ENVELOPE_VERSION, ListTask, OutcomeBody, TaskBody, TaskEnvelope, TaskFailure,
+    };
+    let task = TaskEnvelope {
+        version: ENVELOPE_VERSION,
+        task_id: format!("{migration_id}-check"),
+        migration_id: migration_id.to_owned(),
+        pair_id: pair.pair_id.clone(),
+        attempt: 0,
+        body: TaskBody::List(ListTask {
+            with_sizes: true,
+            report_larger_than: max_size,
+        }),
+    };
+    queue.publish_task(task).await;
+    while let Some(o) = queue.next_outcome().await {
+        if o.pair_id != pair.pair_id {
+            continue;
+        }
+        return match o.body {
+            OutcomeBody::List(list) => {
+                Ok(report(&pair.source, &pair.target, &list, rules, max_size))
+            }
+            OutcomeBody::Failed(f) => Err(f),
+            _ => Err(TaskFailure {
+                kind: mailferry_proto::ErrorKind::Protocol,
+                side: None,
+                message: "unexpected outcome".into(),
+            }),
+        };
+    }
+    Err(TaskFailure {
+        kind: mailferry_proto::ErrorKind::Transient,
+        side: None,
+        message: "the check was interrupted".into(),
+    })
+}

@@ -1,0 +1,582 @@
+//! Driving migrations: tasks out, outcomes in, until every pair has its summary.
+//!
+//! Per pair: a List task (both accounts), the folder plan, one Inventory task per target folder
+//! (skipped where the folder watermark shows nothing changed), the chains planned, one
+//! CreateFolders task (parents first), then each chain released one batch at a time, and finally
+//! a List task whose STATUS figures become the new watermarks. Tasks that fail with a transient
+//! kind are retried with backoff; the outcome of the last attempt is the one that counts.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailferry_fleet::{FolderWatermark, Store, TaskQueue};
+use mailferry_proto::ErrorKind;
+use mailferry_proto::task::{
+    CopyBatchTask, CopyResult, CreateFoldersTask, ENVELOPE_VERSION, FolderToPrepare, InventoryTask,
+    ListResult, ListTask, OutcomeBody, OutcomeEnvelope, TaskBody, TaskEnvelope, TaskFailure,
+};
+
+use crate::aggregate::PairTally;
+use crate::folders::{FolderPlan, FolderRules, PlannedFolder, map_folders};
+use crate::plan::{PlanOptions, plan_chain};
+
+/// One mailbox pair to migrate.
+#[derive(Debug, Clone)]
+pub struct PairSpec {
+    /// Stable id (the store's entries and watermarks are keyed by it).
+    pub pair_id: String,
+    /// Source `user@host:port`.
+    pub source: String,
+    /// Target `user@host:port`.
+    pub target: String,
+}
+
+/// Options of a migration run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Folder rules.
+    pub rules: FolderRules,
+    /// Plan options.
+    pub plan: PlanOptions,
+    /// Plan only; change nothing.
+    pub dry_run: bool,
+    /// Attempts per task before its failure is final.
+    pub max_attempts: u32,
+    /// First retry delay; doubled per attempt, capped at 60 s.
+    pub retry_base: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            rules: FolderRules::default(),
+            plan: PlanOptions::default(),
+            dry_run: false,
+            max_attempts: 5,
+            retry_base: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What the driver tells the user interface while it works.
+pub trait Progress: Send + Sync {
+    /// The plan of a pair is known: messages and bytes to copy.
+    fn planned(&self, pair: &PairSpec, messages: u64, bytes: u64);
+    /// A batch finished: messages and bytes copied in a target folder.
+    fn copied(&self, pair: &PairSpec, folder: &str, messages: u64, bytes: u64);
+    /// A task will be retried.
+    fn retrying(&self, pair: &PairSpec, failure: &TaskFailure, delay: Duration);
+}
+
+/// A progress sink that shows nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn planned(&self, _: &PairSpec, _: u64, _: u64) {}
+    fn copied(&self, _: &PairSpec, _: &str, _: u64, _: u64) {}
+    fn retrying(&self, _: &PairSpec, _: &TaskFailure, _: Duration) {}
+}
+
+enum Phase {
+    Listing,
+    Inventorying { pending: usize },
+    Creating,
+    Copying { open_chains: usize },
+    FinalListing,
+    Done,
+}
+
+struct Chain {
+    batches: VecDeque<CopyBatchTask>,
+    failed: bool,
+}
+
+struct PairRun {
+    spec: PairSpec,
+    phase: Phase,
+    listing: Option<ListResult>,
+    folders: FolderPlan,
+    chains: HashMap<String, Chain>,
+    prepare: Vec<FolderToPrepare>,
+    tally: PairTally,
+    /// Per target raw name: inventory figures used for the watermark.
+    inventories: HashMap<String, InventoryMark>,
+}
+
+#[derive(Clone)]
+struct InventoryMark {
+    sources: Vec<(String, (u32, u32, u32))>,
+}
+
+/// Runs migrations of `pairs` to completion (or until `shutdown`), returning one summary each.
+pub async fn run<Q: TaskQueue, S: Store>(
+    queue: Arc<Q>,
+    store: &S,
+    migration_id: &str,
+    pairs: Vec<PairSpec>,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    shutdown: impl Future<Output = ()>,
+) -> Vec<mailferry_proto::report::PairSummary> {
+    let mut d = Driver {
+        queue,
+        migration_id: migration_id.to_owned(),
+        opts: opts.clone(),
+        tasks: HashMap::new(),
+        next_task: 0,
+    };
+    let mut runs: HashMap<String, PairRun> = HashMap::new();
+    let order: Vec<String> = pairs.iter().map(|p| p.pair_id.clone()).collect();
+    for spec in pairs {
+        let mut run = PairRun {
+            tally: PairTally::new(&spec, opts.dry_run),
+            spec,
+            phase: Phase::Listing,
+            listing: None,
+            folders: FolderPlan::default(),
+            chains: HashMap::new(),
+            prepare: Vec::new(),
+            inventories: HashMap::new(),
+        };
+        d.publish(
+            &run.spec.pair_id,
+            TaskBody::List(ListTask {
+                with_sizes: false,
+                report_larger_than: None,
+            }),
+            0,
+        )
+        .await;
+        run.phase = Phase::Listing;
+        runs.insert(run.spec.pair_id.clone(), run);
+    }
+    tokio::pin!(shutdown);
+    while runs.values().any(|r| !matches!(r.phase, Phase::Done)) {
+        let outcome = tokio::select! {
+            _ = &mut shutdown => {
+                for r in runs.values_mut().filter(|r| !matches!(r.phase, Phase::Done)) {
+                    r.tally.interrupted();
+                    r.phase = Phase::Done;
+                }
+                break;
+            }
+            o = d.queue.next_outcome() => match o { Some(o) => o, None => break },
+        };
+        let Some((pair_id, task)) = d.tasks.remove(&outcome.task_id) else {
+            continue;
+        };
+        let Some(run) = runs.get_mut(&pair_id) else {
+            continue;
+        };
+        if let OutcomeBody::Failed(f) = &outcome.body
+            && matches!(f.kind, ErrorKind::Transient | ErrorKind::Throttled)
+            && task.attempt + 1 < opts.max_attempts
+        {
+            let delay = d.backoff(task.attempt, f.kind);
+            progress.retrying(&run.spec, f, delay);
+            d.retry(task, delay);
+            continue;
+        }
+        d.handle(run, task, outcome, store, progress).await;
+    }
+    order
+        .into_iter()
+        .filter_map(|id| runs.remove(&id))
+        .map(|r| r.tally.finish())
+        .collect()
+}
+
+struct Driver<Q: TaskQueue> {
+    queue: Arc<Q>,
+    migration_id: String,
+    opts: RunOptions,
+    tasks: HashMap<String, (String, TaskEnvelope)>,
+    next_task: u64,
+}
+
+impl<Q: TaskQueue> Driver<Q> {
+    async fn publish(&mut self, pair_id: &str, body: TaskBody, attempt: u32) {
+        self.next_task += 1;
+        let task = TaskEnvelope {
+            version: ENVELOPE_VERSION,
+            task_id: format!("{}-{}", self.migration_id, self.next_task),
+            migration_id: self.migration_id.clone(),
+            pair_id: pair_id.to_owned(),
+            attempt,
+            body,
+        };
+        self.tasks
+            .insert(task.task_id.clone(), (pair_id.to_owned(), task.clone()));
+        self.queue.publish_task(task).await;
+    }
+
+    fn backoff(&self, attempt: u32, kind: ErrorKind) -> Duration {
+        let factor = if kind == ErrorKind::Throttled { 4 } else { 1 };
+        (self.opts.retry_base * factor * 2u32.saturating_pow(attempt)).min(Duration::from_secs(60))
+    }
+
+    fn retry(&mut self, mut task: TaskEnvelope, delay: Duration) {
+        task.attempt += 1;
+        self.tasks
+            .insert(task.task_id.clone(), (task.pair_id.clone(), task.clone()));
+        let queue = self.queue.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            queue.publish_task(task).await;
+        });
+    }
+
+    async fn handle<S: Store>(
+        &mut self,
+        run: &mut PairRun,
+        task: TaskEnvelope,
+        outcome: OutcomeEnvelope,
+        store: &S,
+        progress: &dyn Progress,
+    ) {
+        match (outcome.body, &task.body) {
+            (OutcomeBody::List(list), _) if matches!(run.phase, Phase::Listing) => {
+                self.on_listing(run, *list, store, progress).await
+            }
+            (OutcomeBody::List(list), _) => {
+                self.record_watermarks(run, &list, store).await;
+                run.phase = Phase::Done;
+            }
+            (OutcomeBody::Inventory(inv), TaskBody::Inventory(t)) => {
+                let inv = *inv;
+                // One generation per run in the embedded mode: a rerun plans afresh.
+                let plan = plan_chain(&inv, &t.sources, 1, &self.opts.plan);
+                run.tally.add_plan(&inv, &plan);
+                run.inventories.insert(
+                    inv.target_raw.clone(),
+                    InventoryMark {
+                        sources: inv
+                            .sources
+                            .iter()
+                            .map(|f| {
+                                (
+                                    f.raw.clone(),
+                                    (f.uidvalidity, f.uidnext, f.messages.len() as u32),
+                                )
+                            })
+                            .collect(),
+                    },
+                );
+                if let Some(pf) = run.folders.folders.iter().find(|f| f.target == inv.target)
+                    && (pf.create || pf.subscribe)
+                {
+                    run.prepare.push(FolderToPrepare {
+                        path: pf.target.clone(),
+                        raw: inv.target_raw.clone(),
+                        create: pf.create,
+                        subscribe: pf.subscribe,
+                    });
+                }
+                run.chains.insert(
+                    inv.target_raw.clone(),
+                    Chain {
+                        batches: plan.batches.into(),
+                        failed: false,
+                    },
+                );
+                if let Phase::Inventorying { pending } = &mut run.phase {
+                    *pending -= 1;
+                    if *pending == 0 {
+                        self.after_inventory(run, progress).await;
+                    }
+                }
+            }
+            (OutcomeBody::Folders(res), _) => {
+                run.tally.add_folders(&res);
+                for (raw, _) in &res.failed {
+                    if let Some(chain) = run.chains.get_mut(raw) {
+                        chain.failed = true;
+                    }
+                }
+                self.start_chains(run).await;
+            }
+            (OutcomeBody::Copy(res), TaskBody::CopyBatch(batch)) => {
+                let res: CopyResult = *res;
+                let bytes: u64 = res.copied.iter().map(|c| c.bytes).sum();
+                progress.copied(
+                    &run.spec,
+                    &batch.target.display_slash(),
+                    res.copied.len() as u64,
+                    bytes,
+                );
+                run.tally.add_copy(batch, &res);
+                self.next_batch(run, &batch.target_raw, !res.failed.is_empty())
+                    .await;
+            }
+            (OutcomeBody::Failed(f), body) => self.on_failure(run, f, body, progress).await,
+            _ => {}
+        }
+    }
+
+    async fn on_listing<S: Store>(
+        &mut self,
+        run: &mut PairRun,
+        list: ListResult,
+        store: &S,
+        progress: &dyn Progress,
+    ) {
+        run.folders = map_folders(&list, &self.opts.rules);
+        run.tally.set_folders(&run.folders);
+        let mut pending = 0;
+        let folders = run.folders.folders.clone();
+        for pf in &folders {
+            if !self.opts.dry_run
+                && let Some(mark) =
+                    unchanged(store, &run.spec.pair_id, pf, &list, &self.opts.plan).await
+            {
+                run.tally.add_unchanged(pf, &mark);
+                continue;
+            }
+            let sources = pf
+                .sources
+                .iter()
+                .filter(|s| s.selectable)
+                .map(|s| s.folder.clone())
+                .collect();
+            let task = InventoryTask {
+                target: pf.target.clone(),
+                target_raw: pf.target_raw.clone(),
+                dst_prefix: list.target.personal_prefix.clone(),
+                dst_delimiter: list.target.delimiter,
+                sources,
+            };
+            self.publish(&run.spec.pair_id, TaskBody::Inventory(task), 0)
+                .await;
+            pending += 1;
+        }
+        run.listing = Some(list);
+        if pending == 0 {
+            run.phase = Phase::Inventorying { pending: 0 };
+            self.after_inventory(run, progress).await;
+        } else {
+            run.phase = Phase::Inventorying { pending };
+        }
+    }
+
+    async fn after_inventory(&mut self, run: &mut PairRun, progress: &dyn Progress) {
+        progress.planned(
+            &run.spec,
+            run.tally.planned_messages(),
+            run.tally.planned_bytes(),
+        );
+        if self.opts.dry_run {
+            run.phase = Phase::Done;
+            return;
+        }
+        // Parents before children: the folder plan is sorted by path, and so is this list.
+        run.prepare.sort_by(|a, b| a.path.cmp(&b.path));
+        if run.prepare.is_empty() {
+            self.start_chains(run).await;
+        } else {
+            let folders = std::mem::take(&mut run.prepare);
+            self.publish(
+                &run.spec.pair_id,
+                TaskBody::CreateFolders(CreateFoldersTask { folders }),
+                0,
+            )
+            .await;
+            run.phase = Phase::Creating;
+        }
+    }
+
+    async fn start_chains(&mut self, run: &mut PairRun) {
+        let mut open = 0;
+        let keys: Vec<String> = run.chains.keys().cloned().collect();
+        for k in keys {
+            let Some(chain) = run.chains.get_mut(&k) else {
+                continue;
+            };
+            if chain.failed {
+                for b in chain.batches.drain(..) {
+                    run.tally.fail_batch_folder(&b);
+                }
+                continue;
+            }
+            if let Some(b) = chain.batches.pop_front() {
+                self.publish(&run.spec.pair_id, TaskBody::CopyBatch(b), 0)
+                    .await;
+                open += 1;
+            }
+        }
+        run.phase = Phase::Copying { open_chains: open };
+        if open == 0 {
+            self.finish_copying(run).await;
+        }
+    }
+
+    async fn next_batch(&mut self, run: &mut PairRun, target_raw: &str, had_failures: bool) {
+        let Some(chain) = run.chains.get_mut(target_raw) else {
+            return;
+        };
+        chain.failed |= had_failures;
+        if let Some(b) = chain.batches.pop_front() {
+            self.publish(&run.spec.pair_id, TaskBody::CopyBatch(b), 0)
+                .await;
+            return;
+        }
+        if let Phase::Copying { open_chains } = &mut run.phase {
+            *open_chains -= 1;
+            if *open_chains == 0 {
+                self.finish_copying(run).await;
+            }
+        }
+    }
+
+    async fn finish_copying(&mut self, run: &mut PairRun) {
+        run.phase = Phase::FinalListing;
+        self.publish(
+            &run.spec.pair_id,
+            TaskBody::List(ListTask {
+                with_sizes: false,
+                report_larger_than: None,
+            }),
+            0,
+        )
+        .await;
+    }
+
+    async fn on_failure(
+        &mut self,
+        run: &mut PairRun,
+        f: TaskFailure,
+        body: &TaskBody,
+        progress: &dyn Progress,
+    ) {
+        match body {
+            TaskBody::CopyBatch(batch) => {
+                run.tally.fail_batch(batch, &f);
+                let raw = batch.target_raw.clone();
+                self.next_batch(run, &raw, true).await;
+            }
+            TaskBody::Inventory(t) => {
+                run.tally.fail_inventory(t, &f);
+                if let Phase::Inventorying { pending } = &mut run.phase {
+                    *pending -= 1;
+                    if *pending == 0 {
+                        self.after_inventory(run, progress).await;
+                    }
+                }
+            }
+            // The closing listing only feeds watermarks; without it the next run inventories again.
+            TaskBody::List(_) if matches!(run.phase, Phase::FinalListing) => {
+                run.phase = Phase::Done
+            }
+            _ => {
+                run.tally.fatal(&f);
+                run.phase = Phase::Done;
+            }
+        }
+    }
+
+    async fn record_watermarks<S: Store>(
+        &mut self,
+        run: &mut PairRun,
+        after: &ListResult,
+        store: &S,
+    ) {
+        for (raw, chain) in &run.chains {
+            if chain.failed || run.tally.folder_failed(raw) {
+                let _ = store.set_watermark(&run.spec.pair_id, raw, None).await;
+                continue;
+            }
+            let Some(inv) = run.inventories.get(raw) else {
+                continue;
+            };
+            let Some(dst) = after
+                .target
+                .folders
+                .iter()
+                .find(|f| &f.raw == raw)
+                .and_then(|f| f.status)
+            else {
+                continue;
+            };
+            let unchanged_sources = inv.sources.iter().all(|(src_raw, (v, n, m))| {
+                after
+                    .source
+                    .folders
+                    .iter()
+                    .find(|f| &f.raw == src_raw)
+                    .and_then(|f| f.status)
+                    .is_some_and(|s| s.uidvalidity == *v && s.uidnext == *n && s.messages == *m)
+            });
+            if !unchanged_sources {
+                continue;
+            }
+            let (present, excluded) = run.tally.folder_present_excluded(raw);
+            let mark = FolderWatermark {
+                dst: (dst.uidvalidity, dst.uidnext, dst.messages),
+                sources: inv.sources.clone(),
+                present,
+                excluded,
+                options: self.opts.plan.fingerprint(),
+            };
+            let _ = store
+                .set_watermark(&run.spec.pair_id, raw, Some(mark))
+                .await;
+        }
+    }
+}
+
+/// The watermark of a planned folder if both sides still show exactly what it recorded.
+async fn unchanged<S: Store>(
+    store: &S,
+    pair: &str,
+    pf: &PlannedFolder,
+    list: &ListResult,
+    plan: &PlanOptions,
+) -> Option<FolderWatermark> {
+    let raw = pf.target_raw.as_ref()?;
+    let mark = store.watermark(pair, raw).await.ok()??;
+    if mark.options != plan.fingerprint() {
+        return None;
+    }
+    let dst = list.target.folders.iter().find(|f| &f.raw == raw)?.status?;
+    if (dst.uidvalidity, dst.uidnext, dst.messages) != mark.dst {
+        return None;
+    }
+    let selectable: Vec<_> = pf.sources.iter().filter(|s| s.selectable).collect();
+    if selectable.len() != mark.sources.len() {
+        return None;
+    }
+    for s in selectable {
+        let (_, recorded) = mark.sources.iter().find(|(r, _)| *r == s.folder.raw)?;
+        let st = list
+            .source
+            .folders
+            .iter()
+            .find(|f| f.raw == s.folder.raw)?
+            .status?;
+        if (st.uidvalidity, st.uidnext, st.messages) != *recorded {
+            return None;
+        }
+    }
+    Some(mark)
+}
+
+impl PairSpec {
+    /// The embedded mode's stable pair id: FNV-1a (64 bit) of both accounts, so a rerun finds
+    /// the state of the previous run. Never derived from secrets.
+    pub fn embedded(source: String, target: String) -> PairSpec {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in source
+            .bytes()
+            .chain(std::iter::once(0))
+            .chain(target.bytes())
+        {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        PairSpec {
+            pair_id: format!("{h:016x}"),
+            source,
+            target,
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! Harness for mailferry's scenario tests against real servers.
+//!
+//! The harness checks a migration's result independently of the code under test: it talks to
+//! the two Dovecot servers started by `scripts/test-servers` with its own small async-imap
+//! client, and never uses the worker crate.
+//!
+//! * [`servers`]: find or start the source and target servers, create a unique user per test.
+//! * [`imap_client`]: seed and read accounts (create, subscribe, append, list) by raw name.
+//! * [`fixtures`]: deterministic messages, ordinary and awkward.
+//! * [`verify`]: snapshot an account and compare source with target through a folder mapping.
+//!
+//! A typical scenario:
+//!
+//! ```no_run
+//! # async fn scenario() -> anyhow::Result<()> {
+//! use mailferry_tests::{Fixtures, ImapClient, Side, TestServers, compare, snapshot};
+//! let servers = TestServers::get();
+//! let src = servers.new_user(Side::Source, "basic")?;
+//! let dst = servers.new_user(Side::Target, "basic")?;
+//! let mut fixtures = Fixtures::new(42);
+//! let mut client = ImapClient::connect(&src).await?;
+//! client.append("INBOX", &fixtures.ordinary()).await?;
+//! // ... run the `mailferry` binary from src to dst ...
+//! let (before, after) = (snapshot(&src).await?, snapshot(&dst).await?);
+//! compare(&before, &after, &[("INBOX", "INBOX")])?;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod fixtures;
+pub mod imap_client;
+pub mod servers;
+pub mod verify;
+
+pub use fixtures::{Fixture, Fixtures, SplitMix64, sha256_hex};
+pub use imap_client::{FolderInfo, ImapClient, TaggedOutcome};
+pub use servers::{ServerPorts, Side, TestAccount, TestServers};
+pub use verify::{
+    Diff, FolderDiff, FolderSnapshot, MailboxSnapshot, MessageKey, compare, personal_only,
+    snapshot, snapshot_with,
+};
