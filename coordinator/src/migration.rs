@@ -263,14 +263,19 @@ impl<Q: TaskQueue> Driver<Q> {
                             .collect(),
                     },
                 );
+                // Subscribe only what the target does not list as subscribed yet, so a rerun
+                // sends no command at all for folders that are already right.
+                let already_subscribed = run.listing.as_ref().is_some_and(|l| {
+                    l.target.folders.iter().any(|f| f.raw == inv.target_raw && f.subscribed)
+                });
                 if let Some(pf) = run.folders.folders.iter().find(|f| f.target == inv.target)
-                    && (pf.create || pf.subscribe)
+                    && (pf.create || (pf.subscribe && !already_subscribed))
                 {
                     run.prepare.push(FolderToPrepare {
                         path: pf.target.clone(),
                         raw: inv.target_raw.clone(),
                         create: pf.create,
-                        subscribe: pf.subscribe,
+                        subscribe: pf.subscribe && !already_subscribed,
                     });
                 }
                 run.chains.insert(

@@ -1,7 +1,7 @@
 //! `mailferry-seed`: creates a source and a target user on the test servers and fills the source
 //! with a deterministic mailbox, for the README's demo and for `scripts/bench`.
 //!
-//! Usage: `mailferry-seed demo|bench` (servers from `$MAILFERRY_TEST_SERVERS_ENV`, or started).
+//! Usage: `mailferry-seed demo|bench|target-user` (servers from `$MAILFERRY_TEST_SERVERS_ENV`, or started).
 //! Prints shell assignments: `SRC_USER`, `SRC_PASSWORD`, `DST_USER`, `DST_PASSWORD`,
 //! `SRC_PORT`, `DST_PORT`, `CA`, `MESSAGES`, `BYTES`.
 
@@ -46,6 +46,13 @@ fn bench_message(fx: &mut Fixtures, rng: &mut SplitMix64) -> Fixture {
 #[tokio::main]
 async fn main() -> Result<()> {
     let profile = std::env::args().nth(1).unwrap_or_else(|| "demo".into());
+    if profile == "target-user" {
+        // A fresh, empty target account (benchmarks copy onto an emptied target each run).
+        let dst = TestServers::try_get()?.new_user(Side::Target, "empty")?;
+        println!("DST_USER={}", dst.user);
+        println!("DST_PASSWORD={}", dst.password);
+        return Ok(());
+    }
     let (count, seed) = match profile.as_str() {
         "demo" => (120, 7),
         "bench" => (5000, 2026),
