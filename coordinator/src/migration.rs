@@ -266,7 +266,10 @@ impl<Q: TaskQueue> Driver<Q> {
                 // Subscribe only what the target does not list as subscribed yet, so a rerun
                 // sends no command at all for folders that are already right.
                 let already_subscribed = run.listing.as_ref().is_some_and(|l| {
-                    l.target.folders.iter().any(|f| f.raw == inv.target_raw && f.subscribed)
+                    l.target
+                        .folders
+                        .iter()
+                        .any(|f| f.raw == inv.target_raw && f.subscribed)
                 });
                 if let Some(pf) = run.folders.folders.iter().find(|f| f.target == inv.target)
                     && (pf.create || (pf.subscribe && !already_subscribed))
@@ -583,5 +586,250 @@ impl PairSpec {
             source,
             target,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use mailferry_fleet::{InProcessQueue, SqliteStore};
+    use mailferry_proto::report::PairStatus;
+    use mailferry_proto::task::{
+        AccountListing, CopiedMessage, CreateFoldersResult, FolderInventory, FolderListing,
+        FolderStatus, InventoryMessage, InventoryResult,
+    };
+    use mailferry_proto::{FolderPath, MessageKey};
+
+    use super::*;
+
+    fn listing(folders: &[(&str, u32)], prefix: &str, delim: char) -> AccountListing {
+        AccountListing {
+            capabilities: vec!["UIDPLUS".into()],
+            personal_prefix: prefix.into(),
+            delimiter: Some(delim),
+            folders: folders
+                .iter()
+                .map(|(name, n)| FolderListing {
+                    raw: if *name == "INBOX" {
+                        "INBOX".into()
+                    } else {
+                        format!("{prefix}{name}")
+                    },
+                    path: FolderPath::from_slash(name),
+                    decode_error: None,
+                    delimiter: Some(delim),
+                    attributes: vec![],
+                    role: None,
+                    selectable: true,
+                    subscribed: true,
+                    status: Some(FolderStatus {
+                        messages: *n,
+                        uidnext: n + 1,
+                        uidvalidity: 9,
+                        highestmodseq: None,
+                    }),
+                    sizes: None,
+                })
+                .collect(),
+            other_namespace_folders: vec![],
+            quota: None,
+            append_limit: None,
+        }
+    }
+
+    fn msgs(n: u32) -> Vec<InventoryMessage> {
+        (1..=n)
+            .map(|u| InventoryMessage {
+                uid: u,
+                size: 100,
+                key: MessageKey([u as u8; 16]),
+                header_key: Some(MessageKey([u as u8; 16])),
+                flags: vec![],
+                internal_date: None,
+                subject: String::new(),
+            })
+            .collect()
+    }
+
+    /// A scripted worker: a source with INBOX (5 messages) and `Work` (3), an empty target whose
+    /// INBOX exists; the first attempt of every copy batch fails as transient.
+    async fn scripted_worker(queue: Arc<InProcessQueue>, seen: Arc<Mutex<Vec<String>>>) {
+        let mut target_folders = vec![("INBOX".to_string(), 0)];
+        while let Some(t) = queue.next_task().await {
+            let body = match &t.body {
+                TaskBody::List(_) => {
+                    let target: Vec<(&str, u32)> = target_folders
+                        .iter()
+                        .map(|(n, c)| (n.as_str(), *c))
+                        .collect();
+                    OutcomeBody::List(Box::new(ListResult {
+                        source: listing(&[("INBOX", 5), ("Work", 3)], "INBOX.", '.'),
+                        target: listing(&target, "", '/'),
+                    }))
+                }
+                TaskBody::Inventory(i) => {
+                    let sources = i
+                        .sources
+                        .iter()
+                        .map(|s| {
+                            let n = if s.raw == "INBOX" { 5 } else { 3 };
+                            FolderInventory {
+                                raw: s.raw.clone(),
+                                uidvalidity: 9,
+                                uidnext: n + 1,
+                                permanent_flags: vec![],
+                                messages: msgs(n),
+                            }
+                        })
+                        .collect();
+                    let target_inventory = i.target_raw.as_ref().map(|raw| FolderInventory {
+                        raw: raw.clone(),
+                        uidvalidity: 9,
+                        uidnext: 1,
+                        permanent_flags: vec![],
+                        messages: vec![],
+                    });
+                    let target_raw = i
+                        .target_raw
+                        .clone()
+                        .unwrap_or_else(|| i.target.display_slash());
+                    OutcomeBody::Inventory(Box::new(InventoryResult {
+                        target: i.target.clone(),
+                        target_raw,
+                        target_inventory,
+                        sources,
+                    }))
+                }
+                TaskBody::CreateFolders(c) => {
+                    let created: Vec<String> = c
+                        .folders
+                        .iter()
+                        .filter(|f| f.create)
+                        .map(|f| f.raw.clone())
+                        .collect();
+                    target_folders.extend(created.iter().map(|r| (r.clone(), 0)));
+                    OutcomeBody::Folders(CreateFoldersResult {
+                        created,
+                        failed: vec![],
+                        subscribed: vec![],
+                    })
+                }
+                TaskBody::CopyBatch(b) if t.attempt == 0 => {
+                    seen.lock().unwrap().push(format!("fail {}", b.target_raw));
+                    OutcomeBody::Failed(TaskFailure {
+                        kind: ErrorKind::Transient,
+                        side: None,
+                        message: "dropped".into(),
+                    })
+                }
+                TaskBody::CopyBatch(b) => {
+                    seen.lock()
+                        .unwrap()
+                        .push(format!("copy {} {}", b.target_raw, b.items.len()));
+                    OutcomeBody::Copy(Box::new(CopyResult {
+                        target: b.target.clone(),
+                        dst_uidvalidity: Some(9),
+                        copied: b
+                            .items
+                            .iter()
+                            .map(|i| CopiedMessage {
+                                src_uid: i.uid,
+                                dst_uid: Some(i.uid),
+                                bytes: i.size,
+                            })
+                            .collect(),
+                        failed: vec![],
+                        warnings: vec![],
+                    }))
+                }
+            };
+            let o = OutcomeEnvelope {
+                task_id: t.task_id.clone(),
+                migration_id: t.migration_id.clone(),
+                pair_id: t.pair_id.clone(),
+                attempt: t.attempt,
+                finished_at: chrono::Utc::now(),
+                body,
+            };
+            queue.publish_outcome(o).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_are_retried_and_the_summary_counts_the_last_attempt() {
+        let queue = Arc::new(InProcessQueue::new());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        tokio::spawn(scripted_worker(queue.clone(), seen.clone()));
+        let store = SqliteStore::in_memory().unwrap();
+        let pair = PairSpec::embedded("a@src:143".into(), "a@dst:143".into());
+        let mut opts = RunOptions::default();
+        opts.plan.batch_messages = 2;
+        let out = run(
+            queue.clone(),
+            &store,
+            "m",
+            vec![pair.clone()],
+            &opts,
+            &NoProgress,
+            std::future::pending(),
+        )
+        .await;
+        let s = &out[0];
+        assert_eq!(s.status, PairStatus::Completed, "{s:?}");
+        assert_eq!(
+            (
+                s.messages_copied,
+                s.bytes_copied,
+                s.failed,
+                s.folders_created
+            ),
+            (8, 800, 0, 1)
+        );
+        let log = seen.lock().unwrap().clone();
+        assert_eq!(
+            log.iter().filter(|l| l.starts_with("fail")).count(),
+            5,
+            "every batch failed once: {log:?}"
+        );
+        // Batches of one chain run one after another, in order.
+        let inbox: Vec<&String> = log.iter().filter(|l| l.starts_with("copy INBOX")).collect();
+        assert_eq!(inbox, vec!["copy INBOX 2", "copy INBOX 2", "copy INBOX 1"]);
+
+        // The closing listing recorded watermarks; an identical listing now skips inventory and
+        // copying, and counts what the watermark says is present.
+        let before = seen.lock().unwrap().len();
+        let again = run(
+            queue,
+            &store,
+            "m2",
+            vec![pair],
+            &opts,
+            &NoProgress,
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(
+            (
+                again[0].already_present,
+                again[0].messages_copied,
+                again[0].status
+            ),
+            (8, 0, PairStatus::Completed)
+        );
+        assert_eq!(seen.lock().unwrap().len(), before, "no batch ran");
+    }
+
+    #[test]
+    fn embedded_pair_ids_are_stable_and_distinct() {
+        let a = PairSpec::embedded("u@h:1".into(), "v@h:2".into());
+        assert_eq!(
+            a.pair_id,
+            PairSpec::embedded("u@h:1".into(), "v@h:2".into()).pair_id
+        );
+        assert_ne!(
+            a.pair_id,
+            PairSpec::embedded("u@h:1".into(), "v@h:3".into()).pair_id
+        );
     }
 }

@@ -431,7 +431,17 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
         }
     }
 
-    async fn consume(&mut self, mut rx: mpsc::Receiver<Fetched>) -> ImapResult<()> {
+    async fn consume(&mut self, rx: mpsc::Receiver<Fetched>) -> ImapResult<()> {
+        let r = self.consume_inner(rx).await;
+        if r.is_err() {
+            // Give the byte budget back at once: the producer may be waiting for it, and the
+            // messages in flight are decided again by the retry (DESIGN.md, "The rule").
+            self.inflight.clear();
+        }
+        r
+    }
+
+    async fn consume_inner(&mut self, mut rx: mpsc::Receiver<Fetched>) -> ImapResult<()> {
         let cfg = &self.engine.config;
         let mut group: Vec<Fetched> = Vec::new();
         let mut group_bytes = 0u64;
