@@ -120,6 +120,7 @@ pub async fn run<Q: TaskQueue, S: Store>(
     shutdown: impl Future<Output = ()>,
 ) -> Vec<mailferry_proto::report::PairSummary> {
     let mut d = Driver {
+        store,
         queue,
         migration_id: migration_id.to_owned(),
         opts: opts.clone(),
@@ -178,7 +179,7 @@ pub async fn run<Q: TaskQueue, S: Store>(
             d.retry(task, delay);
             continue;
         }
-        d.handle(run, task, outcome, store, progress).await;
+        d.handle(run, task, outcome, progress).await;
     }
     order
         .into_iter()
@@ -187,7 +188,8 @@ pub async fn run<Q: TaskQueue, S: Store>(
         .collect()
 }
 
-struct Driver<Q: TaskQueue> {
+struct Driver<'s, Q: TaskQueue, S: Store> {
+    store: &'s S,
     queue: Arc<Q>,
     migration_id: String,
     opts: RunOptions,
@@ -195,7 +197,7 @@ struct Driver<Q: TaskQueue> {
     next_task: u64,
 }
 
-impl<Q: TaskQueue> Driver<Q> {
+impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
     async fn publish(&mut self, pair_id: &str, body: TaskBody, attempt: u32) {
         self.next_task += 1;
         let task = TaskEnvelope {
@@ -227,20 +229,19 @@ impl<Q: TaskQueue> Driver<Q> {
         });
     }
 
-    async fn handle<S: Store>(
+    async fn handle(
         &mut self,
         run: &mut PairRun,
         task: TaskEnvelope,
         outcome: OutcomeEnvelope,
-        store: &S,
         progress: &dyn Progress,
     ) {
         match (outcome.body, &task.body) {
             (OutcomeBody::List(list), _) if matches!(run.phase, Phase::Listing) => {
-                self.on_listing(run, *list, store, progress).await
+                self.on_listing(run, *list, progress).await
             }
             (OutcomeBody::List(list), _) => {
-                self.record_watermarks(run, &list, store).await;
+                self.record_watermarks(run, &list).await;
                 run.phase = Phase::Done;
             }
             (OutcomeBody::Inventory(inv), TaskBody::Inventory(t)) => {
@@ -322,13 +323,7 @@ impl<Q: TaskQueue> Driver<Q> {
         }
     }
 
-    async fn on_listing<S: Store>(
-        &mut self,
-        run: &mut PairRun,
-        list: ListResult,
-        store: &S,
-        progress: &dyn Progress,
-    ) {
+    async fn on_listing(&mut self, run: &mut PairRun, list: ListResult, progress: &dyn Progress) {
         run.folders = map_folders(&list, &self.opts.rules);
         run.tally.set_folders(&run.folders);
         let mut pending = 0;
@@ -336,7 +331,7 @@ impl<Q: TaskQueue> Driver<Q> {
         for pf in &folders {
             if !self.opts.dry_run
                 && let Some(mark) =
-                    unchanged(store, &run.spec.pair_id, pf, &list, &self.opts.plan).await
+                    unchanged(self.store, &run.spec.pair_id, pf, &list, &self.opts.plan).await
             {
                 run.tally.add_unchanged(pf, &mark);
                 continue;
@@ -437,6 +432,15 @@ impl<Q: TaskQueue> Driver<Q> {
     }
 
     async fn finish_copying(&mut self, run: &mut PairRun) {
+        if run.tally.planned_messages() == 0 {
+            // Nothing was appended, so the first listing still describes both sides: record
+            // the watermarks from it and save a round of logins and STATUS commands.
+            if let Some(list) = run.listing.take() {
+                self.record_watermarks(run, &list).await;
+            }
+            run.phase = Phase::Done;
+            return;
+        }
         run.phase = Phase::FinalListing;
         self.publish(
             &run.spec.pair_id,
@@ -482,15 +486,10 @@ impl<Q: TaskQueue> Driver<Q> {
         }
     }
 
-    async fn record_watermarks<S: Store>(
-        &mut self,
-        run: &mut PairRun,
-        after: &ListResult,
-        store: &S,
-    ) {
+    async fn record_watermarks(&mut self, run: &mut PairRun, after: &ListResult) {
         for (raw, chain) in &run.chains {
             if chain.failed || run.tally.folder_failed(raw) {
-                let _ = store.set_watermark(&run.spec.pair_id, raw, None).await;
+                let _ = self.store.set_watermark(&run.spec.pair_id, raw, None).await;
                 continue;
             }
             let Some(inv) = run.inventories.get(raw) else {
@@ -525,7 +524,8 @@ impl<Q: TaskQueue> Driver<Q> {
                 excluded,
                 options: self.opts.plan.fingerprint(),
             };
-            let _ = store
+            let _ = self
+                .store
                 .set_watermark(&run.spec.pair_id, raw, Some(mark))
                 .await;
         }

@@ -19,24 +19,28 @@ pub async fn run<S: Store, C: CredentialSource>(
     pair: &str,
     task: &ListTask,
 ) -> ImapResult<ListResult> {
-    let (src, dst) = tokio::join!(
-        async {
-            let mut c = engine.open(pair, Side::Source).await?;
-            let r = list_account(&mut c, task.with_sizes, task.report_larger_than).await;
-            c.logout().await;
-            r
-        },
-        async {
-            let mut c = engine.open(pair, Side::Target).await?;
-            let r = list_account(&mut c, task.with_sizes, None).await;
-            c.logout().await;
-            r
-        }
-    );
-    Ok(ListResult {
-        source: src?,
-        target: dst?,
-    })
+    let side = |side: Side, larger_than: Option<u64>| async move {
+        let mut c = engine.open(pair, side).await?;
+        let r = list_account(&mut c, task.with_sizes, larger_than).await;
+        c.logout().await;
+        r
+    };
+    if !task.with_sizes {
+        let (source, target) = tokio::join!(side(Side::Source, None), side(Side::Target, None));
+        return Ok(ListResult {
+            source: source?,
+            target: target?,
+        });
+    }
+    // With sizes (the health check), the target first: its APPENDLIMIT decides which source
+    // messages are reported too large.
+    let target = side(Side::Target, None).await?;
+    let larger_than = match (task.report_larger_than, target.append_limit) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let source = side(Side::Source, larger_than).await?;
+    Ok(ListResult { source, target })
 }
 
 /// Lists one account.
