@@ -129,7 +129,7 @@ async fn copy_locked<S: Store, C: CredentialSource>(
         .cloned()
         .collect();
     if todo.is_empty() {
-        dst.logout().await;
+        engine.release(pair, dst);
         return Ok(());
     }
 
@@ -159,8 +159,8 @@ async fn copy_locked<S: Store, C: CredentialSource>(
             ));
         }
     }
-    src.logout().await;
-    dst.logout().await;
+    engine.release(pair, src);
+    engine.release(pair, dst);
     Ok(())
 }
 

@@ -34,6 +34,6 @@ pub async fn run<S: Store, C: CredentialSource>(
             out.subscribed.push(f.raw.clone());
         }
     }
-    conn.logout().await;
+    engine.release(pair, conn);
     Ok(out)
 }

@@ -67,8 +67,8 @@ pub async fn run<S: Store, C: CredentialSource>(
     );
     r1?;
     r2?;
-    src_conn.logout().await;
-    dst_conn.logout().await;
+    engine.release(pair, src_conn);
+    engine.release(pair, dst_conn);
     Ok(InventoryResult {
         target: task.target.clone(),
         target_raw,

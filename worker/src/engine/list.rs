@@ -21,9 +21,9 @@ pub async fn run<S: Store, C: CredentialSource>(
 ) -> ImapResult<ListResult> {
     let side = |side: Side, larger_than: Option<u64>| async move {
         let mut c = engine.open(pair, side).await?;
-        let r = list_account(&mut c, task.with_sizes, larger_than).await;
-        c.logout().await;
-        r
+        let r = list_account(&mut c, task.with_sizes, larger_than).await?;
+        engine.release(pair, c);
+        Ok(r)
     };
     if !task.with_sizes {
         let (source, target) = tokio::join!(side(Side::Source, None), side(Side::Target, None));

@@ -84,6 +84,15 @@ impl ByteBudget {
     }
 }
 
+/// How long an idle pooled session is kept. Providers count idle sessions against their
+/// connection limits, so they are not kept long (DESIGN.md, "Leases and leadership").
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Logged-in sessions between tasks of one account and side, so a batch does not pay a login.
+type Pool = std::sync::Mutex<
+    std::collections::HashMap<(String, Side), Vec<(Connection, std::time::Instant)>>,
+>;
+
 /// Runs tasks. Generic over the store and the credential source, so the embedded mode and the
 /// fleet share every line of it.
 pub struct Engine<S: Store, C: CredentialSource> {
@@ -95,6 +104,7 @@ pub struct Engine<S: Store, C: CredentialSource> {
     pub config: EngineConfig,
     /// The byte budget.
     pub budget: ByteBudget,
+    pool: Pool,
 }
 
 impl<S: Store, C: CredentialSource> Engine<S, C> {
@@ -106,11 +116,39 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
             creds,
             config,
             budget,
+            pool: Pool::default(),
         }
     }
 
-    /// Opens a logged-in session to one side of a pair.
+    /// A logged-in session to one side of a pair: an idle pooled one when there is one, a new
+    /// one otherwise. Give it back with [`Engine::release`] when the task succeeded.
     pub async fn open(&self, pair_id: &str, side: Side) -> ImapResult<Connection> {
+        let pooled = self.pool.lock().ok().and_then(|mut pool| {
+            let list = pool.get_mut(&(pair_id.to_owned(), side))?;
+            list.retain(|(_, since)| since.elapsed() < POOL_IDLE);
+            list.pop()
+        });
+        if let Some((mut c, since)) = pooled {
+            // A session idle for a while may have been closed by the server: one NOOP tells.
+            if since.elapsed() < std::time::Duration::from_secs(5) || c.run("NOOP").await.is_ok() {
+                return Ok(c);
+            }
+        }
+        self.connect(pair_id, side).await
+    }
+
+    /// Returns a session after a task that ended cleanly; a session that saw an error is
+    /// dropped instead, since its state is unknown.
+    pub fn release(&self, pair_id: &str, conn: Connection) {
+        if let Ok(mut pool) = self.pool.lock() {
+            let side = conn.side;
+            pool.entry((pair_id.to_owned(), side))
+                .or_default()
+                .push((conn, std::time::Instant::now()));
+        }
+    }
+
+    async fn connect(&self, pair_id: &str, side: Side) -> ImapResult<Connection> {
         let Some((endpoint, creds)) = self.creds.account(pair_id, side) else {
             return Err(ImapError::new(
                 ErrorKind::Config,
