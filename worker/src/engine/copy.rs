@@ -241,14 +241,25 @@ async fn already_copied<S: Store, C: CredentialSource>(
             }
         }
     }
-    for item in &task.items {
+    apply_rule(&task.items, &counts, &mut present);
+    Ok(present)
+}
+
+/// DESIGN.md, "The rule": a source UID is already copied iff its rank ≤ A(k), the number of
+/// target messages with its key at UID ≥ `dst_uidnext_at_plan`. Copies the store knows of stay
+/// as they are (with their target UID).
+fn apply_rule(
+    items: &[BatchItem],
+    counts: &HashMap<MessageKey, u32>,
+    present: &mut HashMap<u32, Option<u32>>,
+) {
+    for item in items {
         if !present.contains_key(&item.uid)
             && item.rank <= counts.get(&item.key).copied().unwrap_or(0)
         {
             present.insert(item.uid, None);
         }
     }
-    Ok(present)
 }
 
 async fn body_of(conn: &mut Connection, uid: u32) -> ImapResult<Option<Vec<u8>>> {
@@ -404,6 +415,8 @@ struct Appender<'a, S: Store, C: CredentialSource> {
     inflight: VecDeque<InFlight>,
     keys_in_flight: HashMap<MessageKey, u32>,
     failed_keys: HashSet<MessageKey>,
+    /// Source flags that cannot be expressed in an APPEND (not an atom), reported as not kept.
+    unsendable: Vec<String>,
     /// Flags requested per appended target UID, checked afterwards.
     requested: HashMap<u32, (u32, Vec<String>, Option<MessageKey>)>,
 }
@@ -427,6 +440,7 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             inflight: VecDeque::new(),
             keys_in_flight: HashMap::new(),
             failed_keys: HashSet::new(),
+            unsendable: Vec::new(),
             requested: HashMap::new(),
         }
     }
@@ -526,6 +540,17 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
         } else {
             usize::MAX
         };
+        for f in &group {
+            for flag in f
+                .flags
+                .iter()
+                .filter(|x| !is_sendable_flag(x) && !x.eq_ignore_ascii_case("\\Recent"))
+            {
+                if !self.unsendable.contains(flag) {
+                    self.unsendable.push(flag.clone());
+                }
+            }
+        }
         let mut parts: Vec<(String, &[u8])> = Vec::with_capacity(group.len());
         for f in &group {
             let flags: Vec<&str> = f
@@ -657,6 +682,14 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
     /// about flags the target did not keep (DESIGN.md: never silent) and about a target that
     /// rewrites what it stores (its idempotency then rests on the store).
     async fn verify(&mut self) -> ImapResult<()> {
+        let folder = self.task.target.display_slash();
+        for flag in std::mem::take(&mut self.unsendable) {
+            self.result.warnings.push(Warning {
+                code: WarningCode::FlagNotKept,
+                folder: Some(folder.clone()),
+                message: format!("the source flag {flag:?} is not a valid IMAP keyword and cannot be set on the target; messages in {folder:?} were copied without it"),
+            });
+        }
         if self.requested.is_empty() {
             return Ok(());
         }
@@ -669,7 +702,6 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
                 &format!("UID FLAGS BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]"),
             )
             .await?;
-        let folder = self.task.target.display_slash();
         let mut not_kept: Vec<String> = Vec::new();
         let mut unstable = false;
         for it in items {
@@ -770,6 +802,39 @@ fn classify_append_refusal(done: &Completion, size: u64) -> (FailureKind, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn item(uid: u32, k: u8, rank: u32) -> BatchItem {
+        BatchItem {
+            uid,
+            size: 1,
+            key: MessageKey([k; 16]),
+            header_key: Some(MessageKey([k; 16])),
+            rank,
+            subject: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_rule_counts_copies_by_rank() {
+        // Three genuine duplicates (ranks 1..3) and one other message; an earlier attempt got
+        // two of the duplicates onto the target, one of them recorded in the store.
+        let items = [item(1, 7, 1), item(2, 7, 2), item(3, 7, 3), item(4, 8, 1)];
+        let counts = HashMap::from([(MessageKey([7; 16]), 2)]);
+        let mut present = HashMap::from([(1, Some(40))]);
+        apply_rule(&items, &counts, &mut present);
+        assert_eq!(
+            present.get(&1),
+            Some(&Some(40)),
+            "the store's target UID is kept"
+        );
+        assert_eq!(
+            present.get(&2),
+            Some(&None),
+            "rank 2 ≤ A = 2: already copied"
+        );
+        assert!(!present.contains_key(&3), "rank 3 > A: still owed");
+        assert!(!present.contains_key(&4), "a key not on the target is owed");
+    }
 
     #[test]
     fn uid_sets_compress_runs_and_expand_back() {
