@@ -195,6 +195,10 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
     let _ = tokio::time::timeout(Duration::from_secs(30), runner).await;
     let mut code = exit::OK;
     for summary in &summaries {
+        // What stopped a pair also goes to stderr, so it is seen with --json and in logs.
+        if let Some(e) = &summary.error {
+            eprintln!("error: {e}");
+        }
         if args.common.json {
             println!(
                 "{}",

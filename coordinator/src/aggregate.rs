@@ -234,7 +234,11 @@ impl PairTally {
     pub fn fatal(&mut self, f: &TaskFailure) {
         self.summary.status = match f.kind {
             ErrorKind::Auth => PairStatus::AuthFailed,
-            ErrorKind::Connect | ErrorKind::Protocol => PairStatus::ConnectFailed,
+            // A server that stops answering, even after the retries, is a connection failure.
+            ErrorKind::Connect
+            | ErrorKind::Protocol
+            | ErrorKind::Transient
+            | ErrorKind::Throttled => PairStatus::ConnectFailed,
             _ => PairStatus::Failed,
         };
         self.summary.error = Some(f.message.clone());

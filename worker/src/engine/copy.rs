@@ -115,10 +115,12 @@ async fn copy_locked<S: Store, C: CredentialSource>(
     let present = already_copied(engine, &mut dst, &scope, task, sel.uidnext).await?;
     for item in &task.items {
         if let Some(dst_uid) = present.get(&item.uid) {
+            // Appended by an earlier attempt of this batch: counted with its size, so the
+            // summary's bytes equal what is on the target.
             result.copied.push(CopiedMessage {
                 src_uid: item.uid,
                 dst_uid: *dst_uid,
-                bytes: 0,
+                bytes: item.size,
             });
         }
     }

@@ -164,19 +164,24 @@ impl Connection {
     }
 
     async fn greeting(&mut self) -> ImapResult<()> {
-        let first = self.read_response().await.map_err(|e| {
-            if e.kind == ErrorKind::Transient {
-                self.err(
-                    ErrorKind::Connect,
+        let first = match self.read_response().await {
+            Ok(r) => r,
+            Err(e) if e.kind == ErrorKind::Transient => {
+                let what = if e.message.contains("stopped responding") {
                     format!(
-                        "the server sent no IMAP greeting ({}); is this an IMAP port?",
-                        e.message
-                    ),
-                )
-            } else {
-                e
+                        "accepted the connection but sent no IMAP greeting within {}s",
+                        self.opts.timeout.as_secs()
+                    )
+                } else {
+                    "closed the connection without an IMAP greeting".to_owned()
+                };
+                return Err(self.err(
+                    ErrorKind::Connect,
+                    format!("the server {what}; check that the port is an IMAP port and the TLS mode (imaps:// or imap://) matches it"),
+                ));
             }
-        })?;
+            Err(e) => return Err(e),
+        };
         match first {
             Response::UntaggedStatus {
                 status: Status::Ok | Status::Preauth,
@@ -598,7 +603,7 @@ impl Connection {
         self.err(
             ErrorKind::Transient,
             format!(
-                "the server stopped responding while {what} (nothing for {}s); it will be retried",
+                "the server stopped responding while {what} (nothing for {}s)",
                 self.opts.timeout.as_secs()
             ),
         )
@@ -610,10 +615,16 @@ impl Connection {
         loop {
             match wire::frame(&self.rbuf, self.scan, self.opts.max_literal) {
                 Ok(Framed::Complete(end)) => {
-                    let resp = wire::parse(self.rbuf.get(..end).unwrap_or_default());
-                    self.rbuf.drain(..end);
+                    // Keep the (possibly large) buffer as the response and continue with a fresh
+                    // one holding only what follows: no copy of a big literal, and the read
+                    // buffer does not stay as large as the largest message ever read.
+                    let rest = self.rbuf.split_off(end.min(self.rbuf.len()));
+                    let framed = std::mem::replace(&mut self.rbuf, rest);
+                    if self.rbuf.capacity() < 16 * 1024 {
+                        self.rbuf.reserve(16 * 1024);
+                    }
                     self.scan = 0;
-                    return Ok(resp);
+                    return Ok(wire::parse(&framed));
                 }
                 Ok(Framed::Incomplete { scan, need }) => {
                     self.scan = scan;
