@@ -55,6 +55,18 @@ impl FolderInfo {
     }
 }
 
+/// What STATUS says about a folder: a write (APPEND, EXPUNGE) changes `uid_next` or
+/// `messages`, so equal statuses before and after a run mean the run wrote nothing there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FolderStatus {
+    /// MESSAGES.
+    pub messages: u32,
+    /// UIDNEXT.
+    pub uid_next: u32,
+    /// UIDVALIDITY.
+    pub uid_validity: u32,
+}
+
 /// The tagged result of a command: `OK`, `NO` or `BAD`, and the text after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaggedOutcome {
@@ -268,7 +280,7 @@ impl ImapClient {
         let mut out: Vec<FolderInfo> = names
             .iter()
             .map(|n| FolderInfo {
-                name: n.name().to_owned(),
+                name: unescape_quoted(n.name()),
                 delimiter: n.delimiter().map(str::to_owned),
                 attributes: n.attributes().iter().map(attribute_atom).collect(),
             })
@@ -286,10 +298,26 @@ impl ImapClient {
         .await
         .map_err(|_| anyhow!("LSUB: timed out"))?
         .context("LSUB")?;
-        let mut out: Vec<String> = names.iter().map(|n| n.name().to_owned()).collect();
+        let mut out: Vec<String> = names.iter().map(|n| unescape_quoted(n.name())).collect();
         out.sort();
         out.dedup();
         Ok(out)
+    }
+
+    /// STATUS (MESSAGES UIDNEXT UIDVALIDITY) of a folder by raw name.
+    pub async fn status(&mut self, raw_name: &str) -> Result<FolderStatus> {
+        let mailbox = timed(
+            &format!("STATUS {raw_name:?}"),
+            COMMAND_TIMEOUT,
+            self.session
+                .status(raw_name, "(MESSAGES UIDNEXT UIDVALIDITY)"),
+        )
+        .await?;
+        Ok(FolderStatus {
+            messages: mailbox.exists,
+            uid_next: mailbox.uid_next.unwrap_or_default(),
+            uid_validity: mailbox.uid_validity.unwrap_or_default(),
+        })
     }
 
     /// LOGOUT; errors are ignored (the test is over either way).
@@ -301,6 +329,26 @@ impl ImapClient {
 /// An IMAP quoted string (RFC 3501 §4.3), escaping `\` and `"`.
 pub fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Undoes RFC 3501 §4.3 quoting (`\\` → `\`, `\"` → `"`) of a name from LIST or LSUB:
+/// imap-proto hands out a quoted string's content still escaped, so `INBOX.Say "hi"` would
+/// otherwise come back as `INBOX.Say \"hi\"` and fail a later EXAMINE. Dovecot sends such
+/// names quoted; it uses literals only for 8-bit names, which modified UTF-7 names never are.
+pub fn unescape_quoted(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut chars = name.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(next) => out.push(next),
+                None => out.push(c),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A flag as its IMAP atom (`\Seen`, `$Label1`); `None` for `\Recent`, which is session state.

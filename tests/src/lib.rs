@@ -7,7 +7,10 @@
 //! * [`servers`]: find or start the source and target servers, create a unique user per test.
 //! * [`imap_client`]: seed and read accounts (create, subscribe, append, list) by raw name.
 //! * [`fixtures`]: deterministic messages, ordinary and awkward.
+//! * [`cli`]: find (or build) the `mailferry` binary and run it with a timeout.
 //! * [`verify`]: snapshot an account and compare source with target through a folder mapping.
+//! * [`fake_server`]: a scripted fake IMAP server for misbehaving-server cases.
+//! * [`proxy`]: a TCP proxy in front of a real server that can cut one connection mid-stream.
 //!
 //! A typical scenario:
 //!
@@ -27,15 +30,18 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod fake_server;
 pub mod fixtures;
 pub mod imap_client;
+pub mod proxy;
 pub mod servers;
 pub mod verify;
 
 pub use fixtures::{Fixture, Fixtures, SplitMix64, sha256_hex};
-pub use imap_client::{FolderInfo, ImapClient, TaggedOutcome};
+pub use imap_client::{FolderInfo, FolderStatus, ImapClient, TaggedOutcome};
 pub use servers::{ServerPorts, Side, TestAccount, TestServers};
 pub use verify::{
     Diff, FolderDiff, FolderSnapshot, MailboxSnapshot, MessageKey, compare, personal_only,
-    snapshot, snapshot_with,
+    snapshot, snapshot_with, statuses, unchanged,
 };

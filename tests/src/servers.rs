@@ -292,6 +292,73 @@ impl TestServers {
     }
 }
 
+impl TestServers {
+    /// Sets the storage quota of an existing user to `bytes` (`None`: no quota) by rewriting
+    /// its passwd line, and waits until Dovecot is sure to see the change (it re-reads the
+    /// file at most once per second). Other extra fields of the line are dropped. Sessions
+    /// opened before keep the old limit; new logins get the new one.
+    pub fn set_quota(&self, account: &TestAccount, bytes: Option<u64>) -> Result<()> {
+        let passwd = self.passwd(account.side);
+        let _lock = lock_passwd(passwd)?;
+        let text = std::fs::read_to_string(passwd)
+            .with_context(|| format!("reading {}", passwd.display()))?;
+        let prefix = format!("{}:", account.user);
+        let extra = bytes
+            .map(|b| format!("userdb_quota_rule=*:storage={b}B"))
+            .unwrap_or_default();
+        let mut found = false;
+        let mut out = String::with_capacity(text.len() + extra.len());
+        for line in text.lines() {
+            if line.starts_with(&prefix) {
+                found = true;
+                out.push_str(&format!(
+                    "{}:{{PLAIN}}{}::::::{extra}\n",
+                    account.user, account.password
+                ));
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        if !found {
+            bail!("{} has no line for {}", passwd.display(), account.user);
+        }
+        // Write a sibling and rename it over the file, so Dovecot never reads half a file.
+        let tmp = passwd.with_extension(format!("tmp-{}", std::process::id()));
+        std::fs::write(&tmp, out).with_context(|| format!("writing {}", tmp.display()))?;
+        // Dovecot compares mtime (whole seconds) and size: start a new second first, so an
+        // edit that keeps the size is still seen.
+        wait_for_passwd_reload();
+        std::fs::rename(&tmp, passwd)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), passwd.display()))?;
+        wait_for_passwd_reload();
+        Ok(())
+    }
+
+    fn passwd(&self, side: Side) -> &Path {
+        match side {
+            Side::Source => &self.passwd_source,
+            Side::Target => &self.passwd_target,
+        }
+    }
+}
+
+/// Takes an exclusive lock on `PASSWD.lock`, held until the returned file is dropped; appends
+/// and rewrites of the passwd file take it, so a rewrite never loses a line appended meanwhile
+/// by a parallel test or process.
+fn lock_passwd(passwd: &Path) -> Result<std::fs::File> {
+    let path = passwd.with_extension("lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
+}
+
 /// Dovecot re-reads a changed passwd-file at most once per second (on the first lookup of a
 /// second, comparing mtime and size), so a user appended in the same second as an earlier
 /// lookup stays unknown until the next second: wait for that second to begin. Measured: without
@@ -308,6 +375,7 @@ fn wait_for_passwd_reload() {
 /// Appends one line with a single `write` on an `O_APPEND` descriptor, so lines written by
 /// parallel tests (and processes) never interleave.
 fn append_line(path: &Path, line: &[u8]) -> Result<()> {
+    let _lock = lock_passwd(path)?;
     let mut file = OpenOptions::new()
         .append(true)
         .open(path)

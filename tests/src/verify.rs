@@ -17,7 +17,7 @@ use chrono::DateTime;
 use futures::TryStreamExt;
 
 use crate::fixtures::{Fixture, sha256_hex};
-use crate::imap_client::{FETCH_TIMEOUT, FolderInfo, ImapClient, flag_atom};
+use crate::imap_client::{FETCH_TIMEOUT, FolderInfo, FolderStatus, ImapClient, flag_atom};
 use crate::servers::{Side, TestAccount};
 
 /// What identifies a message copy: body hash, flags and INTERNALDATE.
@@ -222,6 +222,94 @@ pub async fn snapshot_with(
         folders,
         subscriptions,
     })
+}
+
+/// STATUS of every selectable folder of the account, by raw name. Two equal results taken
+/// before and after a run prove that the run appended and expunged nothing.
+pub async fn statuses(account: &TestAccount) -> Result<BTreeMap<String, FolderStatus>> {
+    let mut client = ImapClient::connect(account).await?;
+    let mut out = BTreeMap::new();
+    for info in client.list().await? {
+        if info.selectable() {
+            let status = client.status(&info.name).await?;
+            out.insert(info.name, status);
+        }
+    }
+    client.logout().await;
+    Ok(out)
+}
+
+/// Checks that two snapshots of one account are the same: the same folders (raw names and
+/// selectability), the same messages per folder (bodies, flags, dates, copies) and the same
+/// subscriptions.
+pub fn unchanged(before: &MailboxSnapshot, after: &MailboxSnapshot) -> Result<(), Diff> {
+    let mut diff = Diff::default();
+    let names = |s: &MailboxSnapshot| -> BTreeSet<(String, bool)> {
+        s.folders
+            .iter()
+            .map(|(n, f)| {
+                (
+                    n.clone(),
+                    f.info.as_ref().is_none_or(FolderInfo::selectable),
+                )
+            })
+            .collect()
+    };
+    let (nb, na) = (names(before), names(after));
+    for gone in nb.difference(&na) {
+        diff.problems
+            .push(format!("folder {gone:?} was there before, not after"));
+    }
+    for new in na.difference(&nb) {
+        diff.problems
+            .push(format!("folder {new:?} is there after, not before"));
+    }
+    for sub in before.subscriptions.difference(&after.subscriptions) {
+        diff.problems
+            .push(format!("subscription {sub:?} was there before, not after"));
+    }
+    for sub in after.subscriptions.difference(&before.subscriptions) {
+        diff.problems
+            .push(format!("subscription {sub:?} is there after, not before"));
+    }
+    for (name, b) in &before.folders {
+        if let Some(a) = after.folder(name) {
+            let label = format!("{name:?} before -> after");
+            if let Some(fd) = diff_messages(&label, b, a, false) {
+                diff.folders.push(fd);
+            }
+        }
+    }
+    diff.into_result()
+}
+
+/// The body SHA-256 of every message of one folder, in ascending UID order: compared between
+/// source and a target that was empty, it proves that one pass appended in source UID order.
+pub async fn bodies_in_uid_order(account: &TestAccount, raw_name: &str) -> Result<Vec<String>> {
+    let mut client = ImapClient::connect(account).await?;
+    let session = client.session_mut();
+    let mut out: Vec<(u32, String)> = Vec::new();
+    tokio::time::timeout(FETCH_TIMEOUT, async {
+        let mailbox = session.examine(raw_name).await?;
+        if mailbox.exists == 0 {
+            return Ok::<_, anyhow::Error>(());
+        }
+        let mut stream = session.uid_fetch("1:*", "(UID BODY.PEEK[])").await?;
+        while let Some(fetch) = stream.try_next().await? {
+            let uid = fetch.uid.unwrap_or_default();
+            let body = fetch
+                .body()
+                .ok_or_else(|| anyhow!("UID {uid}: no BODY[] in the FETCH response"))?;
+            out.push((uid, sha256_hex(body)));
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|_| anyhow!("timed out after {FETCH_TIMEOUT:?}"))?
+    .with_context(|| format!("reading {raw_name:?} of {}", account.user))?;
+    client.logout().await;
+    out.sort();
+    Ok(out.into_iter().map(|(_, sha)| sha).collect())
 }
 
 /// For the source server: false for the `Public.` and `Virtual.` namespaces.
