@@ -11,4 +11,6 @@ pub mod store;
 
 pub use credentials::{CredentialSource, Credentials, MemoryCredentials, Secret};
 pub use queue::{InProcessQueue, TaskQueue};
-pub use store::{CopyEntry, EntryScope, FolderWatermark, SqliteStore, Store, StoreError};
+pub use store::{
+    CopyEntry, EntryScope, FolderWatermark, SqliteStore, Store, StoreError, embedded_holder,
+};

@@ -224,6 +224,32 @@ impl SqliteStore {
     }
 }
 
+/// Lease holders of the embedded mode are named `embedded:<host>:<pid>`. A holder on this host
+/// whose process is gone (killed) holds nothing any more: its lease is taken over at once
+/// instead of blocking the next run until the lease expires. Other holders count as alive.
+pub fn embedded_holder() -> String {
+    format!("embedded:{}:{}", host_name(), std::process::id())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn holder_alive(holder: &str) -> bool {
+    let Some(rest) = holder.strip_prefix("embedded:") else {
+        return true;
+    };
+    let Some((host, pid)) = rest.rsplit_once(':') else {
+        return true;
+    };
+    if host != host_name() || !Path::new("/proc/self").exists() {
+        return true;
+    }
+    Path::new("/proc").join(pid).exists()
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -405,6 +431,7 @@ impl Store for SqliteStore {
             if let Some((h, expires)) = current
                 && h != holder
                 && expires > now
+                && holder_alive(&h)
             {
                 return Ok(None);
             }
@@ -528,6 +555,37 @@ mod tests {
                 .await
                 .unwrap()
                 .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_of_a_dead_local_process_is_taken_over() {
+        let store = SqliteStore::in_memory().unwrap();
+        let ttl = Duration::from_secs(600);
+        let host = host_name();
+        // pid 0 is never a user process: the holder is dead.
+        let dead = format!("embedded:{host}:0");
+        assert!(
+            store
+                .acquire_lease("l", &dead, ttl)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .acquire_lease("l", &embedded_holder(), ttl)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // A live holder (this process) is respected.
+        assert_eq!(
+            store
+                .acquire_lease("l", "embedded:elsewhere:1", ttl)
+                .await
+                .unwrap(),
+            None
         );
     }
 

@@ -49,7 +49,7 @@ impl Default for EngineConfig {
             multiappend_max_bytes: 8 << 20,
             sync_literal_above: 1 << 20,
             fetch_chunk: 200,
-            holder: format!("mailferry-{}", std::process::id()),
+            holder: mailferry_fleet::embedded_holder(),
         }
     }
 }
