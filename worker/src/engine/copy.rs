@@ -264,7 +264,7 @@ fn apply_rule(
     }
 }
 
-async fn body_of(conn: &mut Connection, uid: u32) -> ImapResult<Option<Vec<u8>>> {
+async fn body_of(conn: &mut Connection, uid: u32) -> ImapResult<Option<bytes::Bytes>> {
     let items = conn
         .uid_fetch_all(&uid.to_string(), "UID BODY.PEEK[]")
         .await?;
@@ -279,7 +279,7 @@ struct Fetched {
     item: BatchItem,
     flags: Vec<String>,
     date: Option<DateTime<FixedOffset>>,
-    body: Vec<u8>,
+    body: bytes::Bytes,
     _permit: Option<OwnedSemaphorePermit>,
 }
 

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use bytes::BytesMut;
 use mailferry_proto::ErrorKind;
 use mailferry_proto::task::{Endpoint, Side, TlsMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,7 +47,7 @@ fn closed() -> std::io::Error {
 }
 
 impl Transport {
-    async fn read_buf(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> std::io::Result<usize> {
         match self {
             Transport::Plain(s) => s.read_buf(buf).await,
             Transport::Tls(s) => s.read_buf(buf).await,
@@ -96,7 +97,7 @@ pub struct Completion {
 /// An authenticated (or not yet) IMAP connection.
 pub struct Connection {
     transport: Transport,
-    rbuf: Vec<u8>,
+    rbuf: BytesMut,
     scan: usize,
     next_tag: u64,
     opts: ConnectOptions,
@@ -147,7 +148,7 @@ impl Connection {
         };
         let mut conn = Connection {
             transport,
-            rbuf: Vec::with_capacity(64 * 1024),
+            rbuf: BytesMut::with_capacity(64 * 1024),
             scan: 0,
             next_tag: 1,
             opts: opts.clone(),
@@ -615,14 +616,9 @@ impl Connection {
         loop {
             match wire::frame(&self.rbuf, self.scan, self.opts.max_literal) {
                 Ok(Framed::Complete(end)) => {
-                    // Keep the (possibly large) buffer as the response and continue with a fresh
-                    // one holding only what follows: no copy of a big literal, and the read
-                    // buffer does not stay as large as the largest message ever read.
-                    let rest = self.rbuf.split_off(end.min(self.rbuf.len()));
-                    let framed = std::mem::replace(&mut self.rbuf, rest);
-                    if self.rbuf.capacity() < 16 * 1024 {
-                        self.rbuf.reserve(16 * 1024);
-                    }
+                    // The response takes its bytes out of the read buffer without a copy, and
+                    // literals in it (message bodies) share them.
+                    let framed = self.rbuf.split_to(end.min(self.rbuf.len())).freeze();
                     self.scan = 0;
                     return Ok(wire::parse(&framed));
                 }

@@ -1,6 +1,7 @@
 //! Typed IMAP commands on a [`Connection`]: what the engine asks of a server, and nothing that
 //! changes the source. The only commands that change the target are CREATE, SUBSCRIBE and APPEND.
 
+use bytes::Bytes;
 use chrono::{DateTime, FixedOffset};
 use mailferry_proto::ErrorKind;
 use mailferry_proto::task::{FolderStatus, Quota};
@@ -58,9 +59,9 @@ pub struct FetchItem {
     /// RFC822.SIZE.
     pub size: Option<u64>,
     /// `BODY[]` contents.
-    pub body: Option<Vec<u8>>,
+    pub body: Option<Bytes>,
     /// `BODY[HEADER.FIELDS (...)]` contents.
-    pub header: Option<Vec<u8>>,
+    pub header: Option<Bytes>,
 }
 
 fn check(conn: &Connection, done: Completion, what: &str) -> ImapResult<Completion> {
@@ -486,7 +487,7 @@ mod tests {
 
     #[test]
     fn fetch_items_are_extracted() {
-        let r = wire::parse(b"* 1 FETCH (UID 9 FLAGS (\\Seen \\Recent x) RFC822.SIZE 4 BODY[] {4}\r\nabcd INTERNALDATE \"01-Jan-2020 10:11:12 +0000\")\r\n");
+        let r = wire::parse(&Bytes::from_static(b"* 1 FETCH (UID 9 FLAGS (\\Seen \\Recent x) RFC822.SIZE 4 BODY[] {4}\r\nabcd INTERNALDATE \"01-Jan-2020 10:11:12 +0000\")\r\n"));
         let Response::Untagged(mut v) = r else {
             panic!()
         };

@@ -8,13 +8,16 @@
 
 use std::fmt;
 
+use bytes::Bytes;
+
 /// One token of a server response.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Value {
     /// An atom or number, e.g. `FETCH`, `\Seen`, `12`, `BODY[HEADER.FIELDS (DATE)]`.
     Atom(String),
-    /// A quoted string or a literal, as bytes.
-    Str(Vec<u8>),
+    /// A quoted string or a literal, as bytes (a literal shares the response's buffer: a
+    /// message body is never copied after it was read).
+    Str(Bytes),
     /// `NIL`.
     Nil,
     /// A parenthesised list.
@@ -65,10 +68,10 @@ impl Value {
     }
 
     /// Takes the bytes of a string or literal out of the value.
-    pub fn into_bytes(self) -> Option<Vec<u8>> {
+    pub fn into_bytes(self) -> Option<Bytes> {
         match self {
             Value::Str(s) => Some(s),
-            Value::Atom(a) => Some(a.into_bytes()),
+            Value::Atom(a) => Some(Bytes::from(a.into_bytes())),
             _ => None,
         }
     }
@@ -231,7 +234,8 @@ fn literal_at_end(line: &[u8]) -> Option<u64> {
 }
 
 /// Parses one framed response (as found by [`frame`], CRLF included).
-pub fn parse(resp: &[u8]) -> Response {
+pub fn parse(framed: &Bytes) -> Response {
+    let resp: &[u8] = framed;
     let line = resp.strip_suffix(b"\r\n").unwrap_or(resp);
     if let Some(rest) = line.strip_prefix(b"+") {
         return Response::Continue(text_of(rest.strip_prefix(b" ").unwrap_or(rest)));
@@ -241,7 +245,15 @@ pub fn parse(resp: &[u8]) -> Response {
             let (code, text) = code_and_text(after);
             return Response::UntaggedStatus { status, code, text };
         }
-        return Response::Untagged(tokenize(rest).0);
+        let offset = rest.as_ptr() as usize - resp.as_ptr() as usize;
+        return Response::Untagged(
+            Parser {
+                s: rest,
+                i: 0,
+                src: Some((framed, offset)),
+            }
+            .items(false),
+        );
     }
     let sp = memchr::memchr(b' ', line).unwrap_or(line.len());
     let tag = String::from_utf8_lossy(line.get(..sp).unwrap_or_default()).into_owned();
@@ -256,7 +268,14 @@ pub fn parse(resp: &[u8]) -> Response {
                 text,
             }
         }
-        None => Response::Untagged(tokenize(line).0),
+        None => Response::Untagged(
+            Parser {
+                s: line,
+                i: 0,
+                src: Some((framed, 0)),
+            }
+            .items(false),
+        ),
     }
 }
 
@@ -324,7 +343,7 @@ fn matching_bracket(s: &[u8]) -> Option<usize> {
 
 /// Tokenises `s` into values; returns them and the number of bytes consumed.
 pub fn tokenize(s: &[u8]) -> (Vec<Value>, usize) {
-    let mut p = Parser { s, i: 0 };
+    let mut p = Parser { s, i: 0, src: None };
     let v = p.items(false);
     (v, p.i)
 }
@@ -332,6 +351,8 @@ pub fn tokenize(s: &[u8]) -> (Vec<Value>, usize) {
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    /// The buffer `s` lies in and its offset there, so literals can share it instead of copying.
+    src: Option<(&'a Bytes, usize)>,
 }
 
 impl Parser<'_> {
@@ -383,7 +404,7 @@ impl Parser<'_> {
                 _ => out.push(c),
             }
         }
-        Value::Str(out)
+        Value::Str(Bytes::from(out))
     }
 
     fn literal(&mut self) -> Option<Value> {
@@ -396,7 +417,13 @@ impl Parser<'_> {
         }
         let begin = start + 2;
         let end = begin.checked_add(usize::try_from(n).ok()?)?;
-        let data = self.s.get(begin..end)?.to_vec();
+        self.s.get(begin..end)?;
+        let data = match self.src {
+            Some((buf, offset)) if offset + end <= buf.len() => {
+                buf.slice(offset + begin..offset + end)
+            }
+            _ => Bytes::copy_from_slice(self.s.get(begin..end)?),
+        };
         self.i = end;
         Some(Value::Str(data))
     }
@@ -473,7 +500,7 @@ mod tests {
 
     #[test]
     fn parses_fetch_with_sections_and_literals() {
-        let r = parse(b"* 12 FETCH (UID 7 FLAGS (\\Seen $Label1) INTERNALDATE \"01-Jan-2020 10:00:00 +0200\" BODY[HEADER.FIELDS (DATE FROM)] {4}\r\nab\r\n RFC822.SIZE 99)\r\n");
+        let r = parse(&Bytes::from_static(b"* 12 FETCH (UID 7 FLAGS (\\Seen $Label1) INTERNALDATE \"01-Jan-2020 10:00:00 +0200\" BODY[HEADER.FIELDS (DATE FROM)] {4}\r\nab\r\n RFC822.SIZE 99)\r\n"));
         let (n, kw, rest) = r.numbered().unwrap();
         assert_eq!((n, kw.as_str()), (12, "FETCH"));
         let items = rest[0].as_list().unwrap();
@@ -486,13 +513,15 @@ mod tests {
             items[6],
             Value::Atom("BODY[HEADER.FIELDS (DATE FROM)]".into())
         );
-        assert_eq!(items[7], Value::Str(b"ab\r\n".to_vec()));
+        assert_eq!(items[7], Value::Str(Bytes::from_static(b"ab\r\n")));
         assert_eq!(items[9].as_u64(), Some(99));
     }
 
     #[test]
     fn parses_status_responses_with_codes() {
-        let r = parse(b"a1 OK [APPENDUID 38505 3955:3957] done\r\n");
+        let r = parse(&Bytes::from_static(
+            b"a1 OK [APPENDUID 38505 3955:3957] done\r\n",
+        ));
         let Response::Tagged {
             tag,
             status,
@@ -512,7 +541,9 @@ mod tests {
             code.args,
             vec![Value::Atom("38505".into()), Value::Atom("3955:3957".into())]
         );
-        let r = parse(b"* OK [PERMANENTFLAGS (\\Seen \\*)] Limited\r\n");
+        let r = parse(&Bytes::from_static(
+            b"* OK [PERMANENTFLAGS (\\Seen \\*)] Limited\r\n",
+        ));
         let Response::UntaggedStatus {
             code: Some(code), ..
         } = r
@@ -520,7 +551,9 @@ mod tests {
             panic!()
         };
         assert_eq!(code.args[0].as_list().unwrap().len(), 2);
-        let r = parse(b"a2 NO [OVERQUOTA] Quota exceeded (mailbox for user is full)\r\n");
+        let r = parse(&Bytes::from_static(
+            b"a2 NO [OVERQUOTA] Quota exceeded (mailbox for user is full)\r\n",
+        ));
         let Response::Tagged {
             status: Status::No,
             code: Some(c),
@@ -531,24 +564,31 @@ mod tests {
         };
         assert_eq!(c.name, "OVERQUOTA");
         assert_eq!(
-            parse(b"+ go ahead\r\n"),
+            parse(&Bytes::from_static(b"+ go ahead\r\n")),
             Response::Continue("go ahead".into())
         );
     }
 
     #[test]
     fn parses_list_and_namespace() {
-        let r = parse(b"* LIST (\\HasNoChildren \\Sent) \".\" \"INBOX.Sent Items\"\r\n");
+        let r = parse(&Bytes::from_static(
+            b"* LIST (\\HasNoChildren \\Sent) \".\" \"INBOX.Sent Items\"\r\n",
+        ));
         let (kw, rest) = r.keyword().unwrap();
         assert_eq!(kw, "LIST");
-        assert_eq!(rest[1], Value::Str(b".".to_vec()));
-        assert_eq!(rest[2], Value::Str(b"INBOX.Sent Items".to_vec()));
-        let r = parse(b"* NAMESPACE ((\"INBOX.\" \".\")) NIL ((\"shared.\" \".\"))\r\n");
+        assert_eq!(rest[1], Value::Str(Bytes::from_static(b".")));
+        assert_eq!(rest[2], Value::Str(Bytes::from_static(b"INBOX.Sent Items")));
+        let r = parse(&Bytes::from_static(
+            b"* NAMESPACE ((\"INBOX.\" \".\")) NIL ((\"shared.\" \".\"))\r\n",
+        ));
         let (kw, rest) = r.keyword().unwrap();
         assert_eq!(kw, "NAMESPACE");
         assert_eq!(rest[1], Value::Nil);
-        let r = parse(b"* LIST () NIL {3}\r\na\"b\r\n");
-        assert_eq!(r.keyword().unwrap().1[2], Value::Str(b"a\"b".to_vec()));
+        let r = parse(&Bytes::from_static(b"* LIST () NIL {3}\r\na\"b\r\n"));
+        assert_eq!(
+            r.keyword().unwrap().1[2],
+            Value::Str(Bytes::from_static(b"a\"b"))
+        );
     }
 
     #[test]
@@ -565,7 +605,7 @@ mod tests {
             b"\xff\xfe[]])) {",
         ];
         for s in samples {
-            let _ = parse(s);
+            let _ = parse(&Bytes::copy_from_slice(s));
             let _ = frame(s, 0, 10);
         }
         let table = b"*( )\"{}[]\\\r\n1aNIL+";
@@ -579,7 +619,7 @@ mod tests {
                 x ^= x << 5;
                 v.push(table[x as usize % table.len()]);
             }
-            let _ = parse(&v);
+            let _ = parse(&Bytes::from(v.clone()));
             let _ = frame(&v, 0, 10);
         }
     }
