@@ -215,6 +215,11 @@ async fn already_copied<S: Store, C: CredentialSource>(
         fetch_from = fetch_from.max(uid.saturating_add(1));
     }
     if dst_uidnext > fetch_from {
+        // The target holds messages this pair's store does not know: an earlier attempt (or a
+        // killed run) appended them, or another writer did. A killed run's last pipelined
+        // APPENDs may still be landing: wait until the folder is quiet before counting, or a
+        // late one would be counted too early and copied twice.
+        settle(dst, &task.target_raw, dst_uidnext, engine.config.settle).await?;
         let refined: HashSet<MessageKey> = task
             .items
             .iter()
@@ -262,6 +267,24 @@ fn apply_rule(
             present.insert(item.uid, None);
         }
     }
+}
+
+/// Waits until the folder's UIDNEXT stays the same for `quiet` (at most 60 checks).
+async fn settle(
+    dst: &mut Connection,
+    raw: &str,
+    mut last: u32,
+    quiet: std::time::Duration,
+) -> ImapResult<()> {
+    for _ in 0..60 {
+        tokio::time::sleep(quiet).await;
+        let now = dst.examine(raw).await?.uidnext;
+        if now == last {
+            return Ok(());
+        }
+        last = now;
+    }
+    Ok(())
 }
 
 async fn body_of(conn: &mut Connection, uid: u32) -> ImapResult<Option<bytes::Bytes>> {
@@ -415,6 +438,8 @@ struct Appender<'a, S: Store, C: CredentialSource> {
     result: &'a mut CopyResult,
     multi: bool,
     inflight: VecDeque<InFlight>,
+    /// Bytes sent in commands the server has not answered yet.
+    inflight_bytes: u64,
     keys_in_flight: HashMap<MessageKey, u32>,
     failed_keys: HashSet<MessageKey>,
     /// Source flags that cannot be expressed in an APPEND (not an atom), reported as not kept.
@@ -440,6 +465,7 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             result,
             multi,
             inflight: VecDeque::new(),
+            inflight_bytes: 0,
             keys_in_flight: HashMap::new(),
             failed_keys: HashSet::new(),
             unsendable: Vec::new(),
@@ -453,6 +479,7 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             // Give the byte budget back at once: the producer may be waiting for it, and the
             // messages in flight are decided again by the retry (DESIGN.md, "The rule").
             self.inflight.clear();
+            self.inflight_bytes = 0;
         }
         r
     }
@@ -519,7 +546,11 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
                     group_bytes = 0;
                 }
             }
-            while self.inflight.len() >= cfg.append_window {
+            // Bounded by commands and by bytes: what the server has not answered yet is what a
+            // killed run leaves behind for it to finish, so it stays small.
+            while self.inflight.len() >= cfg.append_window
+                || (!self.inflight.is_empty() && self.inflight_bytes > cfg.max_unanswered_bytes)
+            {
                 self.finish_oldest().await?;
             }
         }
@@ -577,7 +608,10 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             *self.keys_in_flight.entry(f.item.key).or_default() += 1;
         }
         match sent {
-            Ok(tag) => self.inflight.push_back(InFlight { tag, group }),
+            Ok(tag) => {
+                self.inflight_bytes += group.iter().map(|f| f.body.len() as u64).sum::<u64>();
+                self.inflight.push_back(InFlight { tag, group });
+            }
             Err(refused) => self.complete(group, refused).await?,
         }
         Ok(())
@@ -587,6 +621,9 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
         let Some(f) = self.inflight.pop_front() else {
             return Ok(());
         };
+        self.inflight_bytes = self
+            .inflight_bytes
+            .saturating_sub(f.group.iter().map(|g| g.body.len() as u64).sum());
         let done = self.dst.finish(&f.tag).await?;
         self.complete(f.group, done).await
     }

@@ -35,6 +35,11 @@ pub struct EngineConfig {
     pub sync_literal_above: u64,
     /// Messages fetched per UID FETCH command.
     pub fetch_chunk: usize,
+    /// Bytes of APPEND data sent ahead of the server's answers (beyond one command).
+    pub max_unanswered_bytes: u64,
+    /// How long a target folder must stay unchanged before messages of unknown origin are
+    /// counted (a killed run's last APPENDs may still be landing).
+    pub settle: std::time::Duration,
     /// A name for lease holders (host and process).
     pub holder: String,
 }
@@ -49,6 +54,8 @@ impl Default for EngineConfig {
             multiappend_max_bytes: 8 << 20,
             sync_literal_above: 1 << 20,
             fetch_chunk: 200,
+            max_unanswered_bytes: 4 << 20,
+            settle: std::time::Duration::from_secs(1),
             holder: mailferry_fleet::embedded_holder(),
         }
     }

@@ -624,10 +624,17 @@ impl Connection {
                 }
                 Ok(Framed::Incomplete { scan, need }) => {
                     self.scan = scan;
-                    self.rbuf.reserve(
-                        need.saturating_sub(self.rbuf.len())
-                            .clamp(16 * 1024, 8 << 20),
-                    );
+                    if need > self.rbuf.capacity() && need > 256 * 1024 {
+                        // A large literal is announced: one buffer of exactly its size, instead
+                        // of growing by doubling (which could keep twice the message in memory
+                        // for as long as the body is held).
+                        let mut exact = BytesMut::with_capacity(need);
+                        exact.extend_from_slice(&self.rbuf);
+                        self.rbuf = exact;
+                    } else {
+                        self.rbuf
+                            .reserve(need.saturating_sub(self.rbuf.len()).max(16 * 1024));
+                    }
                 }
                 Err(e) => {
                     return Err(self.err(
