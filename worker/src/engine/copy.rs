@@ -734,17 +734,16 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
         }
         let mut uids: Vec<u32> = self.requested.keys().copied().collect();
         uids.sort_unstable();
+        // Flags of every copy; identifying headers of a sample (the first and the last copy):
+        // a target that rewrites what it stores does so to every message, and hashing every
+        // header again would cost as much CPU as the inventory.
         let items = self
             .dst
-            .uid_fetch_all(
-                &uid_set(uids.into_iter()),
-                &format!("UID FLAGS BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]"),
-            )
+            .uid_fetch_all(&uid_set(uids.iter().copied()), "UID FLAGS")
             .await?;
         let mut not_kept: Vec<String> = Vec::new();
-        let mut unstable = false;
-        for it in items {
-            let Some((_, wanted, header_key)) = self.requested.get(&it.uid) else {
+        for it in &items {
+            let Some((_, wanted, _)) = self.requested.get(&it.uid) else {
                 continue;
             };
             for w in wanted {
@@ -754,12 +753,25 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
                     not_kept.push(w.clone());
                 }
             }
-            if header_key.is_some()
-                && key::header_key(&it.header.unwrap_or_default()) != *header_key
-            {
-                unstable = true;
-            }
         }
+        let mut sample: Vec<u32> = uids
+            .first()
+            .into_iter()
+            .chain(uids.last())
+            .copied()
+            .collect();
+        sample.dedup();
+        let heads = self
+            .dst
+            .uid_fetch_all(
+                &uid_set(sample.into_iter()),
+                &format!("UID BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]"),
+            )
+            .await?;
+        let unstable = heads.into_iter().any(|it| {
+            let expected = self.requested.get(&it.uid).and_then(|(_, _, k)| *k);
+            expected.is_some() && key::header_key(&it.header.unwrap_or_default()) != expected
+        });
         for flag in not_kept {
             self.result.warnings.push(Warning {
                 code: WarningCode::FlagNotKept,

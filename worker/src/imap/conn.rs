@@ -17,6 +17,9 @@ use super::error::{ImapError, ImapResult};
 use super::tls;
 use super::wire::{self, Code, Framed, Response, Status, Value};
 
+/// Size of the write buffer that gathers small pieces of pipelined commands.
+const WBUF: usize = 64 * 1024;
+
 /// Connection settings shared by every connection of a run.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -108,6 +111,8 @@ pub struct Connection {
     capabilities: Vec<String>,
     /// Completions of other pipelined commands that arrived while waiting for a continuation.
     stash: Vec<Response>,
+    /// Small writes gathered into one system call (pipelined commands of small messages).
+    wbuf: Vec<u8>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -156,6 +161,7 @@ impl Connection {
             account,
             capabilities: Vec::new(),
             stash: Vec::new(),
+            wbuf: Vec::with_capacity(WBUF),
         };
         conn.greeting().await?;
         if ep.tls == TlsMode::Starttls {
@@ -571,9 +577,35 @@ impl Connection {
         t
     }
 
-    /// Queues bytes for the server, in chunks, each under the inactivity timeout.
+    /// Queues bytes for the server: small pieces are gathered, large ones sent at once in
+    /// chunks, each under the inactivity timeout. Nothing is sent for sure before
+    /// [`Connection::flush`].
     pub async fn write(&mut self, bytes: &[u8]) -> ImapResult<()> {
-        for chunk in bytes.chunks(64 * 1024) {
+        if self.wbuf.len() + bytes.len() <= WBUF {
+            self.wbuf.extend_from_slice(bytes);
+            return Ok(());
+        }
+        self.send_wbuf().await?;
+        if bytes.len() < WBUF / 4 {
+            self.wbuf.extend_from_slice(bytes);
+            return Ok(());
+        }
+        self.send_raw(bytes).await
+    }
+
+    async fn send_wbuf(&mut self) -> ImapResult<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.wbuf);
+        let r = self.send_raw(&buf).await;
+        self.wbuf = buf;
+        self.wbuf.clear();
+        r
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) -> ImapResult<()> {
+        for chunk in bytes.chunks(WBUF) {
             match tokio::time::timeout(self.opts.timeout, self.transport.write_all(chunk)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
@@ -588,8 +620,9 @@ impl Connection {
         Ok(())
     }
 
-    /// Flushes written bytes.
+    /// Sends everything queued.
     pub async fn flush(&mut self) -> ImapResult<()> {
+        self.send_wbuf().await?;
         match tokio::time::timeout(self.opts.timeout, self.transport.flush()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(self.err(
