@@ -306,6 +306,23 @@ struct Fetched {
     _permit: Option<OwnedSemaphorePermit>,
 }
 
+impl Fetched {
+    /// What precedes the literal of this message in APPEND: ` (flags) "date" ` (RFC 3501 §6.3.11).
+    fn append_head(&self) -> String {
+        let flags: Vec<&str> = self
+            .flags
+            .iter()
+            .map(String::as_str)
+            .filter(|x| is_sendable_flag(x))
+            .collect();
+        let date = self
+            .date
+            .map(|d| format!(" \"{}\"", format_internal_date(&d)))
+            .unwrap_or_default();
+        format!(" ({}){date} ", flags.join(" "))
+    }
+}
+
 /// Fetches `todo` from the source in chunks that fit the byte budget; returns UIDs not found.
 async fn produce<S: Store, C: CredentialSource>(
     engine: &Engine<S, C>,
@@ -584,20 +601,10 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
                 }
             }
         }
-        let mut parts: Vec<(String, &[u8])> = Vec::with_capacity(group.len());
-        for f in &group {
-            let flags: Vec<&str> = f
-                .flags
-                .iter()
-                .map(String::as_str)
-                .filter(|x| is_sendable_flag(x))
-                .collect();
-            let date = f
-                .date
-                .map(|d| format!(" \"{}\"", format_internal_date(&d)))
-                .unwrap_or_default();
-            parts.push((format!(" ({}){date} ", flags.join(" ")), &f.body));
-        }
+        let parts: Vec<(String, &[u8])> = group
+            .iter()
+            .map(|f| (f.append_head(), &f.body[..]))
+            .collect();
         let mut args: Vec<Arg<'_>> = vec![Arg::text("APPEND "), astring(&self.task.target_raw)];
         for (head, body) in &parts {
             args.push(Arg::Text(head.as_str().into()));
@@ -688,8 +695,7 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             // RFC 3502: MULTIAPPEND is all or nothing and the NO names no message; send them one
             // by one to learn which failed.
             for f in group {
-                let args = self.single_args(&f);
-                let head = args.0;
+                let head = f.append_head();
                 let a = [
                     Arg::text("APPEND "),
                     astring(&self.task.target_raw),
@@ -790,20 +796,6 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
         }
         self.requested.clear();
         Ok(())
-    }
-
-    fn single_args(&self, f: &Fetched) -> (String,) {
-        let flags: Vec<&str> = f
-            .flags
-            .iter()
-            .map(String::as_str)
-            .filter(|x| is_sendable_flag(x))
-            .collect();
-        let date = f
-            .date
-            .map(|d| format!(" \"{}\"", format_internal_date(&d)))
-            .unwrap_or_default();
-        (format!(" ({}){date} ", flags.join(" ")),)
     }
 }
 

@@ -97,6 +97,16 @@ pub struct Completion {
     pub untagged: Vec<Response>,
 }
 
+impl Completion {
+    /// The arguments of every untagged `* KEYWORD ...` response of this command.
+    pub fn data<'a>(&'a self, keyword: &'a str) -> impl Iterator<Item = &'a [Value]> + 'a {
+        self.untagged.iter().filter_map(move |r| {
+            let (kw, rest) = r.keyword()?;
+            (kw == keyword).then_some(rest)
+        })
+    }
+}
+
 /// An authenticated (or not yet) IMAP connection.
 pub struct Connection {
     transport: Transport,
@@ -254,6 +264,15 @@ impl Connection {
         Ok(())
     }
 
+    /// The error for an untagged BYE: the server is closing the connection.
+    pub fn bye_error(&self, code: Option<&Code>, text: &str) -> ImapError {
+        let kind = match code.map(|c| c.name.as_str()) {
+            Some("UNAVAILABLE" | "THROTTLED" | "LIMIT") => ErrorKind::Throttled,
+            _ => ErrorKind::Transient,
+        };
+        self.err(kind, format!("the server closed the connection: {text}"))
+    }
+
     /// Builds an error about this account.
     pub fn err(&self, kind: ErrorKind, msg: String) -> ImapError {
         ImapError::new(
@@ -286,14 +305,10 @@ impl Connection {
     /// Asks CAPABILITY again.
     pub async fn refresh_capabilities(&mut self) -> ImapResult<()> {
         let done = self.run("CAPABILITY").await?;
-        let mut caps = Vec::new();
-        for r in &done.untagged {
-            if let Some((kw, rest)) = r.keyword()
-                && kw == "CAPABILITY"
-            {
-                caps.extend(rest.iter().filter_map(Value::as_text));
-            }
-        }
+        let mut caps: Vec<String> = done
+            .data("CAPABILITY")
+            .flat_map(|rest| rest.iter().filter_map(Value::as_text))
+            .collect();
         if let Some(c) = done.code.filter(|c| c.name == "CAPABILITY") {
             caps = c.args.iter().filter_map(Value::as_text).collect();
         }
@@ -499,13 +514,10 @@ impl Connection {
                 r @ Response::Tagged { .. } => self.stash.push(r),
                 Response::UntaggedStatus {
                     status: Status::Bye,
+                    code,
                     text,
-                    ..
                 } => {
-                    return Err(self.err(
-                        ErrorKind::Transient,
-                        format!("the server closed the connection: {text}"),
-                    ));
+                    return Err(self.bye_error(code.as_ref(), &text));
                 }
                 _ => {}
             }
@@ -529,15 +541,11 @@ impl Connection {
             let r = self.read_response().await?;
             if let Response::UntaggedStatus {
                 status: Status::Bye,
-                text,
                 code,
+                text,
             } = &r
             {
-                let kind = match code.as_ref().map(|c| c.name.as_str()) {
-                    Some("UNAVAILABLE" | "THROTTLED" | "LIMIT") => ErrorKind::Throttled,
-                    _ => ErrorKind::Transient,
-                };
-                return Err(self.err(kind, format!("the server closed the connection: {text}")));
+                return Err(self.bye_error(code.as_ref(), text));
             }
             if let Some(done) = self.completion_for(tag, r, &mut untagged) {
                 return Ok(done);

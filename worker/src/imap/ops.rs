@@ -132,13 +132,7 @@ impl Connection {
         let done = self.run("NAMESPACE").await?;
         let done = check(self, done, "NAMESPACE")?;
         let mut ns = Namespaces::default();
-        for r in &done.untagged {
-            let Some((kw, rest)) = r.keyword() else {
-                continue;
-            };
-            if kw != "NAMESPACE" {
-                continue;
-            }
+        for rest in done.data("NAMESPACE") {
             let descr = |v: Option<&Value>| -> Vec<(String, Option<char>)> {
                 v.and_then(Value::as_list)
                     .unwrap_or_default()
@@ -196,13 +190,7 @@ impl Connection {
             uidvalidity: 0,
             highestmodseq: None,
         };
-        for r in &done.untagged {
-            let Some((kw, rest)) = r.keyword() else {
-                continue;
-            };
-            if kw != "STATUS" {
-                continue;
-            }
+        for rest in done.data("STATUS") {
             let items = rest.get(1).and_then(Value::as_list).unwrap_or_default();
             for pair in items.chunks(2) {
                 let (Some(k), Some(v)) = (
@@ -324,13 +312,10 @@ impl Connection {
                 }
                 Response::UntaggedStatus {
                     status: Status::Bye,
+                    code,
                     text,
-                    ..
                 } => {
-                    return Err(self.err(
-                        ErrorKind::Transient,
-                        format!("the server closed the connection: {text}"),
-                    ));
+                    return Err(self.bye_error(code.as_ref(), &text));
                 }
                 Response::Untagged(mut v) => {
                     let is_fetch = v
@@ -406,13 +391,7 @@ impl Connection {
             messages_limit: None,
         };
         let mut any = false;
-        for r in &done.untagged {
-            let Some((kw, rest)) = r.keyword() else {
-                continue;
-            };
-            if kw != "QUOTA" {
-                continue;
-            }
+        for rest in done.data("QUOTA") {
             let res = rest.get(1).and_then(Value::as_list).unwrap_or_default();
             for triple in res.chunks(3) {
                 let (Some(name), Some(used), Some(limit)) = (
