@@ -8,9 +8,8 @@
 //! folder cases also check, independently of mailferry, that the target holds exactly what it
 //! should.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use mailferry_tests::fake_server::{FakeServer, Script};
@@ -35,31 +34,11 @@ const CONNECT: i32 = 5;
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------------
-// Running the binary (a small runner of our own, independent of `cli.rs`).
+// Running the binary with arbitrary endpoints and secrets (`cli.rs` runs it between test accounts).
 
-/// The binary under test: `$MAILFERRY_BIN`, or the workspace's `target/debug/mailferry`, built
-/// once when missing.
+/// The binary under test, found (or built) by the harness: `$MAILFERRY_BIN` or the workspace's.
 fn binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("MAILFERRY_BIN") {
-            return PathBuf::from(p);
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("tests/ has a parent")
-            .to_path_buf();
-        let bin = root.join("target").join("debug").join("mailferry");
-        if !bin.exists() {
-            let status = std::process::Command::new(env!("CARGO"))
-                .args(["build", "-p", "mailferry"])
-                .current_dir(&root)
-                .status()
-                .expect("running cargo build -p mailferry");
-            assert!(status.success(), "cargo build -p mailferry failed");
-        }
-        bin
-    })
+    mailferry_tests::cli::binary()
 }
 
 /// What one run printed and returned.
