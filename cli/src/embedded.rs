@@ -57,10 +57,15 @@ fn wire(s: &Settings) -> (PairSpec, MemoryCredentials) {
 fn engine_config(common: &CommonArgs, budget: u64) -> EngineConfig {
     EngineConfig {
         connect: ConnectOptions {
+            // Idle large-message buffers kept for reuse: a quarter of the byte budget, the
+            // other three quarters bound the messages in flight.
+            buffers: std::sync::Arc::new(mailferry_worker::imap::buffers::BufferPool::new(
+                usize::try_from(budget / 4).unwrap_or(usize::MAX),
+            )),
             timeout: Duration::from_secs(common.timeout),
             ..ConnectOptions::default()
         },
-        budget_bytes: budget,
+        budget_bytes: budget - budget / 4,
         ..EngineConfig::default()
     }
 }

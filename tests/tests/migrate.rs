@@ -1054,3 +1054,54 @@ async fn check_reports_folders_mapping_and_blocking_quota() {
         "{out}"
     );
 }
+
+/// A byte budget far smaller than the messages, several folders copied at once: the copy must
+/// neither stall (a large message waits for the whole budget while other folders hold parts of
+/// it) nor lose anything. This once hung for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_memory_budget_with_large_messages_completes_exactly() {
+    let pair = Pair::new("budget", "budget");
+    let mut g = Fixtures::new(6_301);
+    let folders: Vec<(String, Vec<Fixture>)> = (0..4)
+        .map(|i| {
+            let mut msgs: Vec<Fixture> = (0..12).map(|_| g.ordinary()).collect();
+            msgs.insert(3, g.big(1_500_000 + i * 250_000));
+            msgs.push(g.big(2_200_000));
+            (
+                if i == 0 {
+                    "INBOX".to_owned()
+                } else {
+                    format!("INBOX.f{i}")
+                },
+                msgs,
+            )
+        })
+        .collect();
+    let seeds: Vec<Seed<'_>> = folders
+        .iter()
+        .map(|(name, msgs)| Seed {
+            name,
+            subscribe: false,
+            messages: msgs,
+        })
+        .collect();
+    seed(&pair.src, &seeds).await;
+    let out = pair
+        .migrate(&[
+            "--memory-budget",
+            "1M",
+            "--connections",
+            "4",
+            "--timeout",
+            "30",
+        ])
+        .await;
+    assert_code(&out, 0);
+    assert_eq!(out.u64("messages_copied"), 56, "{out}");
+    let mapping: Vec<(&str, String)> = folders
+        .iter()
+        .map(|(n, _)| (n.as_str(), n.strip_prefix("INBOX.").unwrap_or(n).to_owned()))
+        .collect();
+    let mapping: Vec<(&str, &str)> = mapping.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    assert_exact(&pair.source().await, &pair.target().await, &mapping);
+}

@@ -345,10 +345,12 @@ async fn produce<S: Store, C: CredentialSource>(
         }
         let chunk = &todo[start..end];
         start = end;
-        let mut permits: HashMap<u32, Option<OwnedSemaphorePermit>> = HashMap::new();
-        for item in chunk {
-            permits.insert(item.uid, engine.budget.acquire(item.size).await);
-        }
+        let sizes: Vec<u64> = chunk.iter().map(|i| i.size).collect();
+        let mut permits: HashMap<u32, Option<OwnedSemaphorePermit>> = chunk
+            .iter()
+            .map(|i| i.uid)
+            .zip(engine.budget.acquire_chunk(&sizes).await)
+            .collect();
         let set = uid_set(chunk.iter().map(|i| i.uid));
         let tag = src
             .start_uid_fetch(&set, "UID FLAGS INTERNALDATE BODY.PEEK[]")
@@ -689,6 +691,9 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
                 .record_done(self.scope, entries)
                 .await
                 .map_err(store_err)?;
+            for f in group {
+                self.engine.config.connect.buffers.give(f.body);
+            }
             return Ok(());
         }
         if group.len() > 1 {

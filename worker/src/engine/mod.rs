@@ -89,6 +89,36 @@ impl ByteBudget {
             .clamp(1, self.total_kib);
         self.sem.clone().acquire_many_owned(kib).await.ok()
     }
+
+    /// Budget for a whole chunk of messages at once, one permit per message. Taking them in
+    /// one request matters: the semaphore is fair, so a task holding part of a chunk while
+    /// queued behind a request for the whole budget would wait forever.
+    pub async fn acquire_chunk(
+        &self,
+        sizes: &[u64],
+    ) -> Vec<Option<tokio::sync::OwnedSemaphorePermit>> {
+        let kibs: Vec<u32> = sizes
+            .iter()
+            .map(|b| u32::try_from(b.div_ceil(1024)).unwrap_or(u32::MAX).max(1))
+            .collect();
+        let total = kibs
+            .iter()
+            .fold(0u32, |a, k| a.saturating_add(*k))
+            .clamp(1, self.total_kib);
+        let Ok(mut all) = self.sem.clone().acquire_many_owned(total).await else {
+            return sizes.iter().map(|_| None).collect();
+        };
+        let mut out = Vec::with_capacity(sizes.len());
+        for (i, k) in kibs.iter().enumerate() {
+            if i + 1 == kibs.len() {
+                break;
+            }
+            let n = (*k as usize).min(all.num_permits().saturating_sub(1));
+            out.push(if n == 0 { None } else { all.split(n) });
+        }
+        out.push(Some(all));
+        out
+    }
 }
 
 /// How long an idle pooled session is kept. Providers count idle sessions against their
@@ -204,5 +234,47 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
             finished_at: Utc::now(),
             body,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn chunks_take_their_budget_at_once_and_release_per_message() {
+        let budget = ByteBudget::new(100 * 1024);
+        let mut permits = budget
+            .acquire_chunk(&[10 * 1024, 20 * 1024, 5 * 1024])
+            .await;
+        assert_eq!(permits.len(), 3);
+        let held: Vec<usize> = permits
+            .iter()
+            .map(|p| p.as_ref().map_or(0, |p| p.num_permits()))
+            .collect();
+        assert_eq!(held, vec![10, 20, 5]);
+        assert_eq!(budget.sem.available_permits(), 65);
+        permits.remove(1);
+        assert_eq!(budget.sem.available_permits(), 85);
+        // A message larger than the whole budget passes alone.
+        drop(permits);
+        let big = budget.acquire_chunk(&[500 * 1024]).await;
+        assert_eq!(big[0].as_ref().map(|p| p.num_permits()), Some(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_chunk_holder_never_waits_behind_a_whole_budget_request() {
+        // Two producers: one needs the whole budget for a huge message, the other holds a chunk.
+        let budget = ByteBudget::new(64 * 1024);
+        let held = budget.acquire_chunk(&[16 * 1024, 16 * 1024]).await;
+        let b2 = budget.clone();
+        let huge = tokio::spawn(async move { b2.acquire_chunk(&[10 << 20]).await.len() });
+        tokio::task::yield_now().await;
+        drop(held);
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), huge).await;
+        assert!(
+            matches!(n, Ok(Ok(1))),
+            "the huge message got the budget once the chunk was released"
+        );
     }
 }

@@ -27,6 +27,8 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Largest literal accepted from the server.
     pub max_literal: u64,
+    /// Where large message buffers come from (shared by all connections of a process).
+    pub buffers: std::sync::Arc<super::buffers::BufferPool>,
 }
 
 impl Default for ConnectOptions {
@@ -34,6 +36,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             timeout: Duration::from_secs(120),
             max_literal: 1 << 31,
+            buffers: std::sync::Arc::new(super::buffers::BufferPool::new(16 << 20)),
         }
     }
 }
@@ -665,11 +668,11 @@ impl Connection {
                 }
                 Ok(Framed::Incomplete { scan, need }) => {
                     self.scan = scan;
-                    if need > self.rbuf.capacity() && need > 256 * 1024 {
-                        // A large literal is announced: one buffer of exactly its size, instead
-                        // of growing by doubling (which could keep twice the message in memory
-                        // for as long as the body is held).
-                        let mut exact = BytesMut::with_capacity(need);
+                    if need > self.rbuf.capacity() && need > super::buffers::POOLED_MIN {
+                        // A large literal is announced: one buffer of its size (reused from the
+                        // pool when one fits), instead of growing by doubling, which could keep
+                        // twice the message in memory for as long as the body is held.
+                        let mut exact = self.opts.buffers.take(need);
                         exact.extend_from_slice(&self.rbuf);
                         self.rbuf = exact;
                     } else {

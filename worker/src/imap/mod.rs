@@ -5,6 +5,7 @@
 //! pipelining with LITERAL+, APPENDUID from every APPEND, an inactivity timeout on every wait, and
 //! a parser that survives servers' quirks instead of closing the session over them.
 
+pub mod buffers;
 pub mod conn;
 pub mod error;
 pub mod ops;
