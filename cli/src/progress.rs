@@ -8,6 +8,8 @@ use mailferry_coordinator::migration::{PairSpec, Progress};
 use mailferry_proto::task::TaskFailure;
 
 struct State {
+    /// Per target folder: (copied, planned) messages.
+    folders: std::collections::HashMap<String, (u64, u64)>,
     planned_msgs: u64,
     planned_bytes: u64,
     done_msgs: u64,
@@ -31,6 +33,7 @@ impl Printer {
             quiet,
             start: Instant::now(),
             state: Mutex::new(State {
+                folders: std::collections::HashMap::new(),
                 planned_msgs: 0,
                 planned_bytes: 0,
                 done_msgs: 0,
@@ -57,8 +60,9 @@ impl Printer {
         } else {
             "?".into()
         };
+        let (f_done, f_planned) = st.folders.get(folder).copied().unwrap_or((0, 0));
         format!(
-            "{}/{} messages, {:.1}/{:.1} MB, {rate:.0} msg/s, {mbps:.1} MB/s, ETA {eta} [{folder}]",
+            "{}/{} messages, {:.1}/{:.1} MB, {rate:.0} msg/s, {mbps:.1} MB/s, ETA {eta} [{folder}: {f_done}/{f_planned}]",
             st.done_msgs,
             st.planned_msgs,
             st.done_bytes as f64 / 1e6,
@@ -83,19 +87,31 @@ impl Progress for Printer {
         }
     }
 
+    fn folder_planned(&self, _pair: &PairSpec, folder: &str, messages: u64, _bytes: u64) {
+        if let Ok(mut st) = self.state.lock() {
+            st.folders.entry(folder.to_owned()).or_default().1 += messages;
+        }
+    }
+
     fn copied(&self, _pair: &PairSpec, folder: &str, messages: u64, bytes: u64) {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
         st.done_msgs += messages;
         st.done_bytes += bytes;
+        let entry = st.folders.entry(folder.to_owned()).or_default();
+        entry.0 += messages;
+        let folder_done = entry.0 >= entry.1;
         if self.quiet {
             return;
         }
         let now = Instant::now();
-        let due = st
-            .last_print
-            .is_none_or(|t| now - t >= Duration::from_millis(if self.tty { 200 } else { 2000 }));
+        // On a terminal the line updates in place; otherwise a line every 2 s and one per
+        // finished folder.
+        let due = (!self.tty && folder_done)
+            || st.last_print.is_none_or(|t| {
+                now - t >= Duration::from_millis(if self.tty { 200 } else { 2000 })
+            });
         if !due && st.done_msgs < st.planned_msgs {
             return;
         }

@@ -63,6 +63,8 @@ impl Default for RunOptions {
 pub trait Progress: Send + Sync {
     /// The plan of a pair is known: messages and bytes to copy.
     fn planned(&self, pair: &PairSpec, messages: u64, bytes: u64);
+    /// A target folder's plan is known: messages and bytes to copy into it.
+    fn folder_planned(&self, pair: &PairSpec, folder: &str, messages: u64, bytes: u64);
     /// A batch finished: messages and bytes copied in a target folder.
     fn copied(&self, pair: &PairSpec, folder: &str, messages: u64, bytes: u64);
     /// A task will be retried.
@@ -74,6 +76,7 @@ pub struct NoProgress;
 
 impl Progress for NoProgress {
     fn planned(&self, _: &PairSpec, _: u64, _: u64) {}
+    fn folder_planned(&self, _: &PairSpec, _: &str, _: u64, _: u64) {}
     fn copied(&self, _: &PairSpec, _: &str, _: u64, _: u64) {}
     fn retrying(&self, _: &PairSpec, _: &TaskFailure, _: Duration) {}
 }
@@ -249,6 +252,11 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                 // One generation per run in the embedded mode: a rerun plans afresh.
                 let plan = plan_chain(&inv, &t.sources, 1, &self.opts.plan);
                 run.tally.add_plan(&inv, &plan);
+                let (msgs, bytes) = plan
+                    .figures
+                    .iter()
+                    .fold((0, 0), |a, (_, f)| (a.0 + f.planned, a.1 + f.planned_bytes));
+                progress.folder_planned(&run.spec, &inv.target.display_slash(), msgs, bytes);
                 run.inventories.insert(
                     inv.target_raw.clone(),
                     InventoryMark {
