@@ -101,7 +101,7 @@ async fn copy_locked<S: Store, C: CredentialSource>(
         && v != sel.uidvalidity
     {
         return Err(dst.err(ErrorKind::Transient, format!(
-            "UIDVALIDITY of target folder {:?} changed since planning; the folder is planned again",
+            "UIDVALIDITY of target folder {:?} changed since planning (the server renumbered it); run again to plan it anew",
             task.target.display_slash()
         )));
     }
@@ -139,7 +139,7 @@ async fn copy_locked<S: Store, C: CredentialSource>(
     let src_sel = src.examine(&task.source.raw).await?;
     if src_sel.uidvalidity != task.src_uidvalidity {
         return Err(src.err(ErrorKind::Transient, format!(
-            "UIDVALIDITY of source folder {:?} changed since planning; the folder is planned again",
+            "UIDVALIDITY of source folder {:?} changed since planning (the server renumbered it); run again to plan it anew",
             task.source.path.display_slash()
         )));
     }

@@ -158,7 +158,8 @@ pub async fn inventory_folder(
         uidvalidity: sel.uidvalidity,
         uidnext: sel.uidnext,
         permanent_flags: sel.permanent_flags,
-        messages: Vec::with_capacity(sel.exists as usize),
+        // EXISTS comes from the server: a hint, never an allocation size to trust.
+        messages: Vec::with_capacity((sel.exists as usize).min(65_536)),
     };
     if sel.exists == 0 {
         return Ok(inv);

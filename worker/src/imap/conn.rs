@@ -668,7 +668,12 @@ impl Connection {
                 }
                 Ok(Framed::Incomplete { scan, need }) => {
                     self.scan = scan;
-                    if need > self.rbuf.capacity() && need > super::buffers::POOLED_MIN {
+                    // The announced size is the server's word: above 64 MiB the buffer grows
+                    // with the bytes that actually arrive instead.
+                    if need > self.rbuf.capacity()
+                        && need > super::buffers::POOLED_MIN
+                        && need <= 64 << 20
+                    {
                         // A large literal is announced: one buffer of its size (reused from the
                         // pool when one fits), instead of growing by doubling, which could keep
                         // twice the message in memory for as long as the body is held.
