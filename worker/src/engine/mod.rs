@@ -5,6 +5,7 @@ pub mod copy;
 pub mod folders;
 pub mod inventory;
 pub mod list;
+pub mod pipeline;
 
 use std::sync::Arc;
 

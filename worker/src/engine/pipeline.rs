@@ -1,0 +1,633 @@
+//! The copy pipeline of a batch: the source is fetched in UID chunks that fit the byte budget
+//! while earlier messages are appended to the target: pipelined commands, MULTIAPPEND groups
+//! (RFC 3502) where offered, LITERAL+ for small messages and synchronising literals for large
+//! ones, and flags read back afterwards. Deciding *what* to copy is `copy.rs`'s job.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use chrono::{DateTime, FixedOffset};
+use mailferry_fleet::{CopyEntry, CredentialSource, EntryScope, Store};
+use mailferry_proto::report::{Warning, WarningCode};
+use mailferry_proto::task::{BatchItem, CopiedMessage, CopyBatchTask, CopyResult};
+use mailferry_proto::{ErrorKind, FailureKind, MessageKey};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+use super::Engine;
+use super::copy::{failure, store_err};
+use crate::imap::conn::{Arg, Completion, astring};
+use crate::imap::ops::format_internal_date;
+use crate::imap::wire::Status;
+use crate::imap::{Connection, ImapResult};
+use crate::mailbox::key::{self, KEY_HEADER_FIELDS};
+
+/// A fetched message on its way to the target.
+pub(super) struct Fetched {
+    item: BatchItem,
+    flags: Vec<String>,
+    date: Option<DateTime<FixedOffset>>,
+    body: bytes::Bytes,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Fetched {
+    /// What precedes the literal of this message in APPEND: ` (flags) "date" ` (RFC 3501 §6.3.11).
+    fn append_head(&self) -> String {
+        let flags: Vec<&str> = self
+            .flags
+            .iter()
+            .map(String::as_str)
+            .filter(|x| is_sendable_flag(x))
+            .collect();
+        let date = self
+            .date
+            .map(|d| format!(" \"{}\"", format_internal_date(&d)))
+            .unwrap_or_default();
+        format!(" ({}){date} ", flags.join(" "))
+    }
+}
+
+/// Fetches `todo` from the source in chunks that fit the byte budget; returns UIDs not found.
+pub(super) async fn produce<S: Store, C: CredentialSource>(
+    engine: &Engine<S, C>,
+    src: &mut Connection,
+    todo: &[BatchItem],
+    tx: mpsc::Sender<Fetched>,
+) -> ImapResult<Vec<u32>> {
+    let mut vanished = Vec::new();
+    let chunk_bytes = (engine.config.budget_bytes / 4).max(1);
+    let mut start = 0;
+    while start < todo.len() {
+        let mut end = start;
+        let mut bytes = 0u64;
+        while end < todo.len()
+            && end - start < engine.config.fetch_chunk
+            && (end == start || bytes + todo[end].size <= chunk_bytes)
+        {
+            bytes += todo[end].size;
+            end += 1;
+        }
+        let chunk = &todo[start..end];
+        start = end;
+        let sizes: Vec<u64> = chunk.iter().map(|i| i.size).collect();
+        let mut permits: HashMap<u32, Option<OwnedSemaphorePermit>> = chunk
+            .iter()
+            .map(|i| i.uid)
+            .zip(engine.budget.acquire_chunk(&sizes).await)
+            .collect();
+        let set = uid_set(chunk.iter().map(|i| i.uid));
+        let tag = src
+            .start_uid_fetch(&set, "UID FLAGS INTERNALDATE BODY.PEEK[]")
+            .await?;
+        let mut seen = HashSet::new();
+        while let Some(f) = src.next_fetch(&tag).await? {
+            let Some(item) = chunk.iter().find(|i| i.uid == f.uid) else {
+                continue;
+            };
+            let Some(body) = f.body else { continue };
+            if !seen.insert(f.uid) {
+                continue;
+            }
+            let fetched = Fetched {
+                item: item.clone(),
+                flags: f.flags,
+                date: f.internal_date,
+                body,
+                _permit: permits.remove(&f.uid).flatten(),
+            };
+            if tx.send(fetched).await.is_err() {
+                return Ok(vanished);
+            }
+        }
+        vanished.extend(
+            chunk
+                .iter()
+                .filter(|i| !seen.contains(&i.uid))
+                .map(|i| i.uid),
+        );
+    }
+    Ok(vanished)
+}
+
+/// `1:3,7,9:10` from ascending UIDs.
+pub fn uid_set(uids: impl Iterator<Item = u32>) -> String {
+    let mut out = String::new();
+    let mut run: Option<(u32, u32)> = None;
+    let push = |out: &mut String, (a, b): (u32, u32)| {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if a == b {
+            out.push_str(&a.to_string());
+        } else {
+            out.push_str(&format!("{a}:{b}"));
+        }
+    };
+    for u in uids {
+        run = match run {
+            Some((a, b)) if u == b + 1 => Some((a, u)),
+            Some(r) => {
+                push(&mut out, r);
+                Some((u, u))
+            }
+            None => Some((u, u)),
+        };
+    }
+    if let Some(r) = run {
+        push(&mut out, r);
+    }
+    out
+}
+
+/// Expands an APPENDUID/COPYUID uid-set (`3955:3957,4000`).
+pub fn expand_uid_set(s: &str) -> Option<Vec<u32>> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        match part.split_once(':') {
+            Some((a, b)) => {
+                let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
+                let (lo, hi) = (a.min(b), a.max(b));
+                if hi - lo > 1_000_000 {
+                    return None;
+                }
+                out.extend(lo..=hi);
+            }
+            None => out.push(part.parse().ok()?),
+        }
+    }
+    Some(out)
+}
+
+/// Whether a flag can be sent in an APPEND flag list (RFC 3501 §9: flag-keyword is an atom).
+fn is_sendable_flag(f: &str) -> bool {
+    let body = f.strip_prefix('\\').unwrap_or(f);
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b > 0x20 && b < 0x7f && !b"(){%*\"\\]".contains(&b))
+        && !f.eq_ignore_ascii_case("\\Recent")
+}
+
+struct InFlight {
+    tag: String,
+    group: Vec<Fetched>,
+}
+
+pub(super) struct Appender<'a, S: Store, C: CredentialSource> {
+    engine: &'a Engine<S, C>,
+    dst: &'a mut Connection,
+    task: &'a CopyBatchTask,
+    scope: &'a EntryScope,
+    result: &'a mut CopyResult,
+    multi: bool,
+    inflight: VecDeque<InFlight>,
+    /// Bytes sent in commands the server has not answered yet.
+    inflight_bytes: u64,
+    keys_in_flight: HashMap<MessageKey, u32>,
+    failed_keys: HashSet<MessageKey>,
+    /// Source flags that cannot be expressed in an APPEND (not an atom), reported as not kept.
+    unsendable: Vec<String>,
+    /// Flags requested per appended target UID, checked afterwards.
+    requested: HashMap<u32, (u32, Vec<String>, Option<MessageKey>)>,
+}
+
+impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
+    pub(super) fn new(
+        engine: &'a Engine<S, C>,
+        dst: &'a mut Connection,
+        task: &'a CopyBatchTask,
+        scope: &'a EntryScope,
+        result: &'a mut CopyResult,
+    ) -> Self {
+        let multi = dst.has_capability("MULTIAPPEND");
+        Appender {
+            engine,
+            dst,
+            task,
+            scope,
+            result,
+            multi,
+            inflight: VecDeque::new(),
+            inflight_bytes: 0,
+            keys_in_flight: HashMap::new(),
+            failed_keys: HashSet::new(),
+            unsendable: Vec::new(),
+            requested: HashMap::new(),
+        }
+    }
+
+    pub(super) async fn consume(&mut self, rx: mpsc::Receiver<Fetched>) -> ImapResult<()> {
+        let r = self.consume_inner(rx).await;
+        if r.is_err() {
+            // Give the byte budget back at once: the producer may be waiting for it, and the
+            // messages in flight are decided again by the retry (DESIGN.md, "The rule").
+            self.inflight.clear();
+            self.inflight_bytes = 0;
+        }
+        r
+    }
+
+    async fn consume_inner(&mut self, mut rx: mpsc::Receiver<Fetched>) -> ImapResult<()> {
+        let cfg = &self.engine.config;
+        let mut group: Vec<Fetched> = Vec::new();
+        let mut group_bytes = 0u64;
+        loop {
+            // Never wait for the source while holding finished appends: drain them first, so
+            // their budget returns to the producer (no deadlock on the byte budget).
+            let next = if self.inflight.is_empty() && group.is_empty() {
+                rx.recv().await
+            } else {
+                match rx.try_recv() {
+                    Ok(f) => Some(f),
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if !group.is_empty() {
+                            self.send(std::mem::take(&mut group)).await?;
+                            group_bytes = 0;
+                        } else {
+                            self.finish_oldest().await?;
+                        }
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                }
+            };
+            let Some(f) = next else { break };
+            if self.failed_keys.contains(&f.item.key) {
+                // DESIGN.md "Order": after a rank fails, later ranks of that key are not sent.
+                self.result.failed.push(failure(
+                    self.task,
+                    &f.item,
+                    FailureKind::Transient,
+                    "not sent because an earlier copy of the same message failed".into(),
+                ));
+                continue;
+            }
+            let key_busy = self.keys_in_flight.contains_key(&f.item.key)
+                && !group.iter().any(|g| g.item.key == f.item.key);
+            let large = f.item.size > cfg.sync_literal_above
+                || f.body.len() as u64 > cfg.sync_literal_above;
+            if key_busy || large || !self.multi {
+                if !group.is_empty() {
+                    self.send(std::mem::take(&mut group)).await?;
+                    group_bytes = 0;
+                }
+                if key_busy {
+                    while !self.inflight.is_empty() {
+                        self.finish_oldest().await?;
+                    }
+                }
+            }
+            if large || !self.multi {
+                self.send(vec![f]).await?;
+            } else {
+                group_bytes += f.body.len() as u64;
+                group.push(f);
+                if group.len() >= cfg.multiappend_max_messages
+                    || group_bytes >= cfg.multiappend_max_bytes
+                {
+                    self.send(std::mem::take(&mut group)).await?;
+                    group_bytes = 0;
+                }
+            }
+            // Bounded by commands and by bytes: what the server has not answered yet is what a
+            // killed run leaves behind for it to finish, so it stays small.
+            while self.inflight.len() >= cfg.append_window
+                || (!self.inflight.is_empty() && self.inflight_bytes > cfg.max_unanswered_bytes)
+            {
+                self.finish_oldest().await?;
+            }
+        }
+        if !group.is_empty() {
+            self.send(group).await?;
+        }
+        while !self.inflight.is_empty() {
+            self.finish_oldest().await?;
+        }
+        Ok(())
+    }
+
+    /// Sends one APPEND (one message) or MULTIAPPEND (several) without waiting for it.
+    async fn send(&mut self, group: Vec<Fetched>) -> ImapResult<()> {
+        if group.is_empty() {
+            return Ok(());
+        }
+        let sync_above = if group.len() == 1 {
+            self.engine.config.sync_literal_above as usize
+        } else {
+            usize::MAX
+        };
+        for f in &group {
+            for flag in f
+                .flags
+                .iter()
+                .filter(|x| !is_sendable_flag(x) && !x.eq_ignore_ascii_case("\\Recent"))
+            {
+                if !self.unsendable.contains(flag) {
+                    self.unsendable.push(flag.clone());
+                }
+            }
+        }
+        let parts: Vec<(String, &[u8])> = group
+            .iter()
+            .map(|f| (f.append_head(), &f.body[..]))
+            .collect();
+        let mut args: Vec<Arg<'_>> = vec![Arg::text("APPEND "), astring(&self.task.target_raw)];
+        for (head, body) in &parts {
+            args.push(Arg::Text(head.as_str().into()));
+            args.push(Arg::Literal(body));
+        }
+        let sent = self.dst.send_args(&args, sync_above).await?;
+        for f in &group {
+            *self.keys_in_flight.entry(f.item.key).or_default() += 1;
+        }
+        match sent {
+            Ok(tag) => {
+                self.inflight_bytes += group.iter().map(|f| f.body.len() as u64).sum::<u64>();
+                self.inflight.push_back(InFlight { tag, group });
+            }
+            Err(refused) => self.complete(group, refused).await?,
+        }
+        Ok(())
+    }
+
+    async fn finish_oldest(&mut self) -> ImapResult<()> {
+        let Some(f) = self.inflight.pop_front() else {
+            return Ok(());
+        };
+        self.inflight_bytes = self
+            .inflight_bytes
+            .saturating_sub(f.group.iter().map(|g| g.body.len() as u64).sum());
+        let done = self.dst.finish(&f.tag).await?;
+        self.complete(f.group, done).await
+    }
+
+    async fn complete(&mut self, group: Vec<Fetched>, done: Completion) -> ImapResult<()> {
+        for f in &group {
+            if let Some(c) = self.keys_in_flight.get_mut(&f.item.key) {
+                *c = c.saturating_sub(1);
+                if *c == 0 {
+                    self.keys_in_flight.remove(&f.item.key);
+                }
+            }
+        }
+        if done.status == Status::Ok {
+            let uids = done
+                .code
+                .as_ref()
+                .filter(|c| c.name == "APPENDUID")
+                .and_then(|c| {
+                    Some((
+                        c.args.first()?.as_u64()?,
+                        expand_uid_set(c.args.get(1)?.as_atom()?)?,
+                    ))
+                })
+                .filter(|(v, uids)| {
+                    *v == u64::from(self.scope.dst_uidvalidity) && uids.len() == group.len()
+                });
+            let mut entries = Vec::new();
+            for (i, f) in group.iter().enumerate() {
+                let dst_uid = uids.as_ref().and_then(|(_, u)| u.get(i).copied());
+                if let Some(d) = dst_uid {
+                    entries.push(CopyEntry {
+                        src_folder: self.task.source.raw.clone(),
+                        src_uidvalidity: self.task.src_uidvalidity,
+                        src_uid: f.item.uid,
+                        dst_uid: d,
+                        key: f.item.key,
+                    });
+                    let flags = f
+                        .flags
+                        .iter()
+                        .filter(|x| is_sendable_flag(x))
+                        .cloned()
+                        .collect();
+                    self.requested
+                        .insert(d, (f.item.uid, flags, f.item.header_key));
+                }
+                self.result.copied.push(CopiedMessage {
+                    src_uid: f.item.uid,
+                    dst_uid,
+                    bytes: f.body.len() as u64,
+                });
+            }
+            self.engine
+                .store
+                .record_done(self.scope, entries)
+                .await
+                .map_err(store_err)?;
+            for f in group {
+                self.engine.config.connect.buffers.give(f.body);
+            }
+            return Ok(());
+        }
+        if group.len() > 1 {
+            // RFC 3502: MULTIAPPEND is all or nothing and the NO names no message; send them one
+            // by one to learn which failed.
+            for f in group {
+                let head = f.append_head();
+                let a = [
+                    Arg::text("APPEND "),
+                    astring(&self.task.target_raw),
+                    Arg::Text(head.as_str().into()),
+                    Arg::Literal(&f.body),
+                ];
+                let done = self.dst.run_args(&a).await?;
+                *self.keys_in_flight.entry(f.item.key).or_default() += 1;
+                Box::pin(self.complete(vec![f], done)).await?;
+            }
+            return Ok(());
+        }
+        for f in group {
+            let (kind, reason) = classify_append_refusal(&done, f.body.len() as u64);
+            if kind == FailureKind::Transient {
+                return Err(self
+                    .dst
+                    .err(ErrorKind::Transient, format!("APPEND failed: {reason}")));
+            }
+            self.failed_keys.insert(f.item.key);
+            self.result
+                .failed
+                .push(failure(self.task, &f.item, kind, reason));
+        }
+        Ok(())
+    }
+
+    /// After appending: fetches the copies' flags and identifying headers by target UID; warns
+    /// about flags the target did not keep (DESIGN.md: never silent) and about a target that
+    /// rewrites what it stores (its idempotency then rests on the store).
+    pub(super) async fn verify(&mut self) -> ImapResult<()> {
+        let folder = self.task.target.display_slash();
+        for flag in std::mem::take(&mut self.unsendable) {
+            self.result.warnings.push(Warning {
+                code: WarningCode::FlagNotKept,
+                folder: Some(folder.clone()),
+                message: format!("the source flag {flag:?} is not a valid IMAP keyword and cannot be set on the target; messages in {folder:?} were copied without it"),
+            });
+        }
+        if self.requested.is_empty() {
+            return Ok(());
+        }
+        let mut uids: Vec<u32> = self.requested.keys().copied().collect();
+        uids.sort_unstable();
+        // Flags of every copy; identifying headers of a sample (the first and the last copy):
+        // a target that rewrites what it stores does so to every message, and hashing every
+        // header again would cost as much CPU as the inventory.
+        let items = self
+            .dst
+            .uid_fetch_all(&uid_set(uids.iter().copied()), "UID FLAGS")
+            .await?;
+        let mut not_kept: Vec<String> = Vec::new();
+        for it in &items {
+            let Some((_, wanted, _)) = self.requested.get(&it.uid) else {
+                continue;
+            };
+            for w in wanted {
+                if !it.flags.iter().any(|f| f.eq_ignore_ascii_case(w))
+                    && !not_kept.iter().any(|n| n.eq_ignore_ascii_case(w))
+                {
+                    not_kept.push(w.clone());
+                }
+            }
+        }
+        let mut sample: Vec<u32> = uids
+            .first()
+            .into_iter()
+            .chain(uids.last())
+            .copied()
+            .collect();
+        sample.dedup();
+        let heads = self
+            .dst
+            .uid_fetch_all(
+                &uid_set(sample.into_iter()),
+                &format!("UID BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]"),
+            )
+            .await?;
+        let unstable = heads.into_iter().any(|it| {
+            let expected = self.requested.get(&it.uid).and_then(|(_, _, k)| *k);
+            expected.is_some() && key::header_key(&it.header.unwrap_or_default()) != expected
+        });
+        for flag in not_kept {
+            self.result.warnings.push(Warning {
+                code: WarningCode::FlagNotKept,
+                folder: Some(folder.clone()),
+                message: format!(
+                    "the target folder {folder:?} did not keep the flag {flag} on some messages"
+                ),
+            });
+        }
+        if unstable {
+            self.result.warnings.push(Warning {
+                code: WarningCode::KeyUnstable,
+                folder: Some(folder.clone()),
+                message: format!("the target rewrote the headers of messages appended to {folder:?}; a rerun without the --state directory could copy them again"),
+            });
+        }
+        self.requested.clear();
+        Ok(())
+    }
+}
+
+/// What an APPEND refusal means (RFC 5530 codes; RFC 7889 `[TOOBIG]`).
+fn classify_append_refusal(done: &Completion, size: u64) -> (FailureKind, String) {
+    let code = done.code.as_ref().map(|c| c.name.as_str()).unwrap_or("");
+    let text = done.text.trim();
+    let size_mb = size as f64 / 1_048_576.0;
+    match code {
+        "OVERQUOTA" => (
+            FailureKind::OverQuota,
+            format!("target over quota ({text})"),
+        ),
+        "TOOBIG" | "LIMIT" => (
+            FailureKind::TooLarge,
+            format!("message of {size_mb:.1} MB larger than the target allows ({text})"),
+        ),
+        "UNAVAILABLE" | "SERVERBUG" | "INUSE" => {
+            (FailureKind::Transient, format!("[{code}] {text}"))
+        }
+        _ if text.to_ascii_lowercase().contains("quota") => (
+            FailureKind::OverQuota,
+            format!("target over quota ({text})"),
+        ),
+        _ if text.to_ascii_lowercase().contains("too large")
+            || text.to_ascii_lowercase().contains("too big") =>
+        {
+            (
+                FailureKind::TooLarge,
+                format!("message of {size_mb:.1} MB larger than the target allows ({text})"),
+            )
+        }
+        _ => (
+            FailureKind::Rejected,
+            format!(
+                "the target refused the message: {}{text}",
+                if code.is_empty() {
+                    String::new()
+                } else {
+                    format!("[{code}] ")
+                }
+            ),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_compress_runs_and_expand_back() {
+        let s = uid_set([1, 2, 3, 7, 9, 10].into_iter());
+        assert_eq!(s, "1:3,7,9:10");
+        assert_eq!(expand_uid_set(&s), Some(vec![1, 2, 3, 7, 9, 10]));
+        assert_eq!(expand_uid_set("5:3"), Some(vec![3, 4, 5]));
+        assert_eq!(expand_uid_set("x"), None);
+        assert_eq!(expand_uid_set("1:4000000000"), None);
+    }
+
+    #[test]
+    fn flags_that_cannot_be_sent_are_filtered() {
+        assert!(is_sendable_flag("\\Seen"));
+        assert!(is_sendable_flag("$Label1"));
+        assert!(!is_sendable_flag("\\Recent"));
+        assert!(!is_sendable_flag("bad flag"));
+        assert!(!is_sendable_flag("a(b"));
+        assert!(!is_sendable_flag(""));
+    }
+
+    #[test]
+    fn append_refusals_are_classified() {
+        let c = |code: &str, text: &str| Completion {
+            status: Status::No,
+            code: (!code.is_empty()).then(|| crate::imap::wire::Code {
+                name: code.into(),
+                args: vec![],
+            }),
+            text: text.into(),
+            untagged: vec![],
+        };
+        assert_eq!(
+            classify_append_refusal(&c("OVERQUOTA", "Quota exceeded"), 10).0,
+            FailureKind::OverQuota
+        );
+        assert_eq!(
+            classify_append_refusal(&c("TOOBIG", "too big"), 10).0,
+            FailureKind::TooLarge
+        );
+        assert_eq!(
+            classify_append_refusal(&c("LIMIT", "limit"), 10).0,
+            FailureKind::TooLarge
+        );
+        assert_eq!(
+            classify_append_refusal(&c("", "Quota exceeded (mailbox for user is full)"), 10).0,
+            FailureKind::OverQuota
+        );
+        assert_eq!(
+            classify_append_refusal(&c("", "Invalid message"), 10).0,
+            FailureKind::Rejected
+        );
+        assert_eq!(
+            classify_append_refusal(&c("UNAVAILABLE", "later"), 10).0,
+            FailureKind::Transient
+        );
+    }
+}
