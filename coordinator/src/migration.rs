@@ -217,8 +217,11 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
     }
 
     fn backoff(&self, attempt: u32, kind: ErrorKind) -> Duration {
-        let factor = if kind == ErrorKind::Throttled { 4 } else { 1 };
-        (self.opts.retry_base * factor * 2u32.saturating_pow(attempt)).min(Duration::from_secs(60))
+        let factor: u32 = if kind == ErrorKind::Throttled { 4 } else { 1 };
+        self.opts
+            .retry_base
+            .saturating_mul(factor.saturating_mul(2u32.saturating_pow(attempt)))
+            .min(Duration::from_secs(60))
     }
 
     fn retry(&mut self, mut task: TaskEnvelope, delay: Duration) {
