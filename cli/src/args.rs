@@ -11,7 +11,7 @@ use mailferry_fleet::{Credentials, Secret};
 use mailferry_proto::FolderPath;
 use mailferry_proto::task::{Endpoint, TlsMode};
 
-use crate::endpoint;
+use crate::endpoint::{self, EndpointUrl};
 
 /// mailferry: exact IMAP-to-IMAP mailbox migration.
 #[derive(Debug, Parser)]
@@ -105,6 +105,13 @@ pub struct CommonArgs {
     /// Print the report or summary as one JSON document on stdout.
     #[arg(long, env = "MAILFERRY_JSON")]
     pub json: bool,
+    /// Many mailbox pairs from a CSV file (columns src_user, dst_user and optionally
+    /// src_password, dst_password, src_host, dst_host); --src/--dst then give imaps://HOST[:PORT].
+    #[arg(long, env = "MAILFERRY_BATCH")]
+    pub batch: Option<PathBuf>,
+    /// With --batch: mailbox pairs handled at once.
+    #[arg(long, env = "MAILFERRY_PARALLEL", default_value_t = 4)]
+    pub parallel: usize,
 }
 
 /// Flags of `migrate`.
@@ -125,6 +132,10 @@ pub struct MigrateArgs {
     /// In-flight byte budget for message data held in memory (bytes; K, M, G suffixes).
     #[arg(long, env = "MAILFERRY_MEMORY_BUDGET", default_value = "64M")]
     pub memory_budget: String,
+    /// With --batch: write one CSV row per pair (status, copied, already present, failed,
+    /// bytes, duration, first error) to this file.
+    #[arg(long, env = "MAILFERRY_REPORT")]
+    pub report: Option<PathBuf>,
 }
 
 /// One side, validated.
@@ -135,12 +146,22 @@ pub struct Side {
     pub credentials: Credentials,
 }
 
-/// Validated settings shared by `check` and `migrate`.
-pub struct Settings {
+/// One mailbox pair to run.
+pub struct PairInput {
+    /// Its record number in the `--batch` file (`None` without `--batch`).
+    pub record: Option<u64>,
     /// Source.
     pub src: Side,
     /// Target.
     pub dst: Side,
+}
+
+/// Validated settings shared by `check` and `migrate`.
+pub struct Settings {
+    /// The pairs to run: one, or the usable records of a batch.
+    pub pairs: Vec<PairInput>,
+    /// Records of the batch file that cannot be used.
+    pub bad_records: Vec<mailferry_proto::report::BadRecord>,
     /// Folder rules.
     pub rules: FolderRules,
     /// Plan options.
@@ -185,30 +206,28 @@ impl CommonArgs {
     ) -> Result<Settings, Vec<String>> {
         let mut errors = Vec::new();
         let mut warnings = Vec::new();
-        let src = self.side(
-            "--src",
-            &self.src,
-            self.src_tls,
-            &self.src_ca,
-            self.src_insecure_skip_verify,
-            &self.src_password_file,
-            "MAILFERRY_SRC_PASSWORD",
-            env,
-            &mut errors,
-            &mut warnings,
-        );
-        let dst = self.side(
-            "--dst",
-            &self.dst,
-            self.dst_tls,
-            &self.dst_ca,
-            self.dst_insecure_skip_verify,
-            &self.dst_password_file,
-            "MAILFERRY_DST_PASSWORD",
-            env,
-            &mut errors,
-            &mut warnings,
-        );
+        let (pairs, bad_records) = match &self.batch {
+            None => match self.single_pair(env, &mut warnings) {
+                Ok(p) => (vec![p], Vec::new()),
+                Err(e) => {
+                    errors.extend(e);
+                    (Vec::new(), Vec::new())
+                }
+            },
+            Some(file) => match self.batch_pairs(file, env, &mut warnings) {
+                Ok(v) => v,
+                Err(e) => {
+                    errors.extend(e);
+                    (Vec::new(), Vec::new())
+                }
+            },
+        };
+        if self.parallel == 0 || self.parallel > 1000 {
+            errors.push(format!(
+                "--parallel {} must be between 1 and 1000",
+                self.parallel
+            ));
+        }
         let mut regexes = |list: &[String], flag: &str| -> Vec<regex::Regex> {
             list.iter()
                 .filter_map(|r| match regex::Regex::new(r) {
@@ -254,10 +273,10 @@ impl CommonArgs {
         if self.timeout == 0 {
             errors.push("--timeout must be at least 1 second".into());
         }
-        match (src, dst) {
-            (Some(src), Some(dst)) if errors.is_empty() => Ok(Settings {
-                src,
-                dst,
+        match errors.is_empty() {
+            true => Ok(Settings {
+                pairs,
+                bad_records,
                 rules: FolderRules {
                     include,
                     exclude,
@@ -272,32 +291,65 @@ impl CommonArgs {
                 },
                 warnings,
             }),
-            _ => Err(errors),
+            false => Err(errors),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn side(
+    fn side_flags(&self, which: Which) -> SideFlags<'_> {
+        match which {
+            Which::Src => SideFlags {
+                flag: "--src",
+                tls: self.src_tls,
+                ca: &self.src_ca,
+                skip_verify: self.src_insecure_skip_verify,
+                password_file: &self.src_password_file,
+                password_var: "MAILFERRY_SRC_PASSWORD",
+            },
+            Which::Dst => SideFlags {
+                flag: "--dst",
+                tls: self.dst_tls,
+                ca: &self.dst_ca,
+                skip_verify: self.dst_insecure_skip_verify,
+                password_file: &self.dst_password_file,
+                password_var: "MAILFERRY_DST_PASSWORD",
+            },
+        }
+    }
+
+    /// Problems with one side's flags that concern every pair (usage errors), and its warnings.
+    fn check_side_flags(
         &self,
-        flag: &str,
-        url: &str,
-        tls: Option<TlsFlag>,
-        ca: &Option<PathBuf>,
-        skip_verify: bool,
-        password_file: &Option<PathBuf>,
-        password_var: &str,
-        env: &dyn SecretEnv,
+        which: Which,
+        host: &str,
         errors: &mut Vec<String>,
         warnings: &mut Vec<String>,
-    ) -> Option<Side> {
-        let parsed = match endpoint::parse(url, flag) {
-            Ok(p) => p,
-            Err(e) => {
-                errors.push(e);
-                return None;
-            }
-        };
-        let tls = match tls {
+    ) {
+        let f = self.side_flags(which);
+        if f.skip_verify {
+            warnings.push(format!(
+                "{}-insecure-skip-verify: the certificate of {host} is NOT verified; anyone on the path can read the password and the mail",
+                f.flag
+            ));
+        }
+        if let Some(ca) = f.ca
+            && !ca.is_file()
+        {
+            errors.push(format!("{}-ca {}: no such file", f.flag, ca.display()));
+        }
+    }
+
+    /// One side of a pair. `password` is one given in the URL or the batch record; otherwise the
+    /// password file or the environment variable is used.
+    fn side(
+        &self,
+        which: Which,
+        parsed: EndpointUrl,
+        password: Option<String>,
+        env: &dyn SecretEnv,
+    ) -> Result<Side, Vec<String>> {
+        let f = self.side_flags(which);
+        let mut errors = Vec::new();
+        let tls = match f.tls {
             Some(TlsFlag::Implicit) => TlsMode::Implicit,
             Some(TlsFlag::Starttls) => TlsMode::Starttls,
             Some(TlsFlag::None) => TlsMode::None,
@@ -306,50 +358,207 @@ impl CommonArgs {
         if tls == TlsMode::None && !endpoint::is_loopback(&parsed.host) && !self.allow_insecure_auth
         {
             errors.push(format!(
-                "{flag}-tls none would send the password in clear to {}; use TLS, or add --allow-insecure-auth if the network is trusted",
-                parsed.host
+                "{}-tls none would send the password in clear to {}; use TLS, or add --allow-insecure-auth if the network is trusted",
+                f.flag, parsed.host
             ));
         }
-        if skip_verify {
-            warnings.push(format!("{flag}-insecure-skip-verify: the certificate of {} is NOT verified; anyone on the path can read the password and the mail", parsed.host));
-        }
-        if let Some(ca) = ca
-            && !ca.is_file()
-        {
-            errors.push(format!("{flag}-ca {}: no such file", ca.display()));
-        }
-        let password = if let Some(p) = &parsed.password {
-            warnings.push(format!("{flag}: a password in the URL can leak through the process list and shell history; use {password_var} or {flag}-password-file"));
-            Some(p.clone())
-        } else if let Some(file) = password_file {
-            match std::fs::read_to_string(file) {
-                Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_owned()),
-                Err(e) => {
-                    errors.push(format!("{flag}-password-file {}: {e}", file.display()));
-                    None
+        let password = match password {
+            Some(p) => Some(p),
+            None => match f.password_file {
+                Some(file) => match std::fs::read_to_string(file) {
+                    Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_owned()),
+                    Err(e) => {
+                        errors.push(format!("{}-password-file {}: {e}", f.flag, file.display()));
+                        None
+                    }
+                },
+                None => {
+                    let p = env.var(f.password_var);
+                    if p.is_none() {
+                        errors.push(format!(
+                            "no password for {}: set {} or use {}-password-file",
+                            f.flag, f.password_var, f.flag
+                        ));
+                    }
+                    p
                 }
-            }
-        } else {
-            env.var(password_var)
+            },
         };
-        let Some(password) = password else {
-            errors.push(format!(
-                "no password for {flag}: set {password_var} or use {flag}-password-file"
-            ));
-            return None;
+        let Some(password) = password.filter(|_| errors.is_empty()) else {
+            return Err(errors);
         };
-        Some(Side {
+        Ok(Side {
             endpoint: Endpoint {
                 host: parsed.host,
                 port: parsed.port,
                 user: parsed.user,
                 tls,
-                ca_file: ca.as_ref().map(|p| p.display().to_string()),
-                insecure_skip_verify: skip_verify,
+                ca_file: f.ca.as_ref().map(|p| p.display().to_string()),
+                insecure_skip_verify: f.skip_verify,
             },
             credentials: Credentials::Password(Secret::new(password)),
         })
     }
+
+    fn single_pair(
+        &self,
+        env: &dyn SecretEnv,
+        warnings: &mut Vec<String>,
+    ) -> Result<PairInput, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut sides = Vec::new();
+        for (which, url) in [(Which::Src, &self.src), (Which::Dst, &self.dst)] {
+            let flag = self.side_flags(which).flag;
+            match endpoint::parse(url, flag) {
+                Ok(parsed) => {
+                    self.check_side_flags(which, &parsed.host, &mut errors, warnings);
+                    let password = parsed.password.clone();
+                    if password.is_some() {
+                        warnings.push(format!(
+                            "{flag}: a password in the URL can leak through the process list and shell history; use {} or {flag}-password-file",
+                            self.side_flags(which).password_var
+                        ));
+                    }
+                    match self.side(which, parsed, password, env) {
+                        Ok(side) => sides.push(side),
+                        Err(e) => errors.extend(e),
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let dst = sides.pop();
+        let src = sides.pop();
+        match (src, dst) {
+            (Some(src), Some(dst)) => Ok(PairInput {
+                record: None,
+                src,
+                dst,
+            }),
+            _ => Err(vec!["internal: missing side".into()]),
+        }
+    }
+
+    /// The pairs of a batch file; a record that cannot be used becomes a bad record.
+    fn batch_pairs(
+        &self,
+        file: &std::path::Path,
+        env: &dyn SecretEnv,
+        warnings: &mut Vec<String>,
+    ) -> Result<(Vec<PairInput>, Vec<mailferry_proto::report::BadRecord>), Vec<String>> {
+        let mut errors = Vec::new();
+        let defaults: Vec<Option<EndpointUrl>> = [(Which::Src, &self.src), (Which::Dst, &self.dst)]
+            .into_iter()
+            .map(
+                |(which, url)| match endpoint::parse_host(url, self.side_flags(which).flag) {
+                    Ok(p) => {
+                        self.check_side_flags(which, &p.host, &mut errors, warnings);
+                        Some(p)
+                    }
+                    Err(e) => {
+                        errors.push(e);
+                        None
+                    }
+                },
+            )
+            .collect();
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| vec![format!("--batch {}: {e}", file.display())])?;
+        let records = crate::batch::parse(&text)
+            .map_err(|e| vec![format!("--batch {}: {e}", file.display())])?;
+        let (Some(Some(src_default)), Some(Some(dst_default))) =
+            (defaults.first(), defaults.get(1))
+        else {
+            return Err(errors);
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut pairs = Vec::new();
+        let mut bad = Vec::new();
+        for r in records {
+            match self.record_pair(&r, src_default, dst_default, env) {
+                Ok(p) => pairs.push(p),
+                Err(error) => bad.push(mailferry_proto::report::BadRecord {
+                    record: r.number,
+                    error,
+                }),
+            }
+        }
+        Ok((pairs, bad))
+    }
+
+    fn record_pair(
+        &self,
+        r: &crate::batch::Record,
+        src_default: &EndpointUrl,
+        dst_default: &EndpointUrl,
+        env: &dyn SecretEnv,
+    ) -> Result<PairInput, String> {
+        if let Some(extra) = r.fields.get("_extra") {
+            return Err(format!("record {}: {extra}", r.number));
+        }
+        let mut sides = Vec::new();
+        for (which, default, prefix) in [
+            (Which::Src, src_default, "src"),
+            (Which::Dst, dst_default, "dst"),
+        ] {
+            let user = r
+                .get(&format!("{prefix}_user"))
+                .ok_or_else(|| format!("record {}: {prefix}_user is empty", r.number))?;
+            let mut parsed = default.clone();
+            parsed.user = user.to_owned();
+            if let Some(hp) = r.get(&format!("{prefix}_host")) {
+                let (host, port) = endpoint::split_host_port(hp)
+                    .filter(|(h, _)| !h.is_empty())
+                    .ok_or_else(|| {
+                        format!(
+                            "record {}: {prefix}_host {hp:?} is not HOST or HOST:PORT",
+                            r.number
+                        )
+                    })?;
+                parsed.host = host;
+                if let Some(p) = port {
+                    parsed.port = p;
+                }
+            }
+            let password = r.get(&format!("{prefix}_password")).map(str::to_owned);
+            sides.push(
+                self.side(which, parsed, password, env)
+                    .map_err(|e| format!("record {}: {}", r.number, e.join("; ")))?,
+            );
+        }
+        let dst = sides.pop();
+        let src = sides.pop();
+        match (src, dst) {
+            (Some(src), Some(dst)) => Ok(PairInput {
+                record: Some(r.number),
+                src,
+                dst,
+            }),
+            _ => Err(format!("record {}: incomplete", r.number)),
+        }
+    }
+}
+
+/// Which side a flag belongs to.
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Src,
+    Dst,
+}
+
+/// One side's flags.
+struct SideFlags<'a> {
+    flag: &'static str,
+    tls: Option<TlsFlag>,
+    ca: &'a Option<PathBuf>,
+    skip_verify: bool,
+    password_file: &'a Option<PathBuf>,
+    password_var: &'static str,
 }
 
 #[cfg(test)]
@@ -430,10 +639,66 @@ mod tests {
             ("MAILFERRY_DST_PASSWORD", "t0p"),
         ]);
         let s = a.settings(&env, true).ok().unwrap();
-        assert_eq!(s.src.endpoint.port, 993);
-        assert_eq!(s.dst.endpoint.tls, TlsMode::Starttls);
+        assert_eq!(s.pairs[0].src.endpoint.port, 993);
+        assert_eq!(s.pairs[0].dst.endpoint.tls, TlsMode::Starttls);
         assert_eq!(s.plan.max_size, Some(1 << 20));
         assert!(s.plan.skip_deleted);
-        assert!(!format!("{:?}", s.src.credentials).contains("s3cret"));
+        assert!(!format!("{:?}", s.pairs[0].src.credentials).contains("s3cret"));
+    }
+
+    #[test]
+    fn batch_records_become_pairs_or_bad_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.csv");
+        std::fs::write(
+            &file,
+            "src_user,dst_user,src_password,dst_host\nalice,alice@new,,\nbob,bob,pw-b,other.example:1993\n,carol,,\ndave,dave,,bad:port\n",
+        )
+        .unwrap();
+        let file = file.to_string_lossy().into_owned();
+        let v = vec![
+            "mailferry",
+            "check",
+            "--batch",
+            &file,
+            "--src",
+            "imaps://127.0.0.1",
+            "--dst",
+            "imap://new.example",
+        ];
+        let Command::Check(a) = Cli::try_parse_from(v).unwrap().command else {
+            unreachable!()
+        };
+        let env = Env(vec![
+            ("MAILFERRY_SRC_PASSWORD", "s"),
+            ("MAILFERRY_DST_PASSWORD", "t"),
+        ]);
+        let s = a.settings(&env, false).ok().unwrap();
+        assert_eq!(s.pairs.len(), 2);
+        assert_eq!(s.pairs[0].record, Some(1));
+        assert_eq!(s.pairs[0].dst.endpoint.user, "alice@new");
+        assert_eq!(
+            (
+                s.pairs[0].dst.endpoint.host.as_str(),
+                s.pairs[0].dst.endpoint.port
+            ),
+            ("new.example", 143)
+        );
+        assert_eq!(
+            (
+                s.pairs[1].dst.endpoint.host.as_str(),
+                s.pairs[1].dst.endpoint.port
+            ),
+            ("other.example", 1993)
+        );
+        let Credentials::Password(p) = &s.pairs[1].src.credentials;
+        assert_eq!(
+            p.expose(),
+            "pw-b",
+            "the record's password wins over the environment"
+        );
+        let bad: Vec<u64> = s.bad_records.iter().map(|b| b.record).collect();
+        assert_eq!(bad, vec![3, 4]);
+        assert!(s.bad_records[0].error.contains("src_user"));
     }
 }

@@ -1,20 +1,28 @@
 //! The embedded mode: coordinator, in-process queue, workers and the SQLite store in one process.
 //! The same planner, tasks, engine and outcomes as the fleet; only the transports differ.
+//!
+//! Each mailbox pair gets its own queue, runner (`--connections` tasks at once) and driver; with
+//! `--batch`, up to `--parallel` pairs run at once over one engine (one byte budget, one store).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailferry_coordinator::migration::{self, PairSpec, RunOptions};
+use chrono::Utc;
+use futures::StreamExt;
+use mailferry_coordinator::migration::{self, PairSpec, Progress, RunOptions};
 use mailferry_fleet::{InProcessQueue, MemoryCredentials, SqliteStore, TaskQueue};
 use mailferry_proto::ErrorKind;
-use mailferry_proto::report::PairStatus;
+use mailferry_proto::report::{
+    BatchCheck, BatchCheckPair, BatchPair, BatchSummary, PairStatus, PairSummary,
+};
 use mailferry_proto::task::Side as ProtoSide;
 use mailferry_worker::engine::{Engine, EngineConfig};
 use mailferry_worker::imap::ConnectOptions;
+use mailferry_worker::imap::buffers::BufferPool;
 use tokio::sync::watch;
 
-use crate::args::{CommonArgs, MigrateArgs, ProcessEnv, Settings, parse_size};
+use crate::args::{CommonArgs, MigrateArgs, PairInput, ProcessEnv, Settings, parse_size};
 use crate::exit;
 use crate::output;
 use crate::progress::Printer;
@@ -24,6 +32,13 @@ fn settings(common: &CommonArgs, skip_deleted: bool) -> Result<Settings, i32> {
         Ok(s) => {
             for w in &s.warnings {
                 eprintln!("warning: {w}");
+            }
+            for b in &s.bad_records {
+                eprintln!("error: {}", b.error);
+            }
+            if s.pairs.is_empty() {
+                eprintln!("error: no usable mailbox pair; nothing ran");
+                return Err(exit::USAGE);
             }
             Ok(s)
         }
@@ -36,22 +51,29 @@ fn settings(common: &CommonArgs, skip_deleted: bool) -> Result<Settings, i32> {
     }
 }
 
-fn wire(s: &Settings) -> (PairSpec, MemoryCredentials) {
-    let pair = PairSpec::embedded(s.src.endpoint.display(), s.dst.endpoint.display());
+/// Registers every pair's endpoints and secrets (in memory only) and names the pairs.
+fn wire(pairs: &[PairInput]) -> (Vec<(Option<u64>, PairSpec)>, MemoryCredentials) {
     let creds = MemoryCredentials::default();
-    creds.insert(
-        &pair.pair_id,
-        ProtoSide::Source,
-        s.src.endpoint.clone(),
-        s.src.credentials.clone(),
-    );
-    creds.insert(
-        &pair.pair_id,
-        ProtoSide::Target,
-        s.dst.endpoint.clone(),
-        s.dst.credentials.clone(),
-    );
-    (pair, creds)
+    let specs = pairs
+        .iter()
+        .map(|p| {
+            let spec = PairSpec::embedded(p.src.endpoint.display(), p.dst.endpoint.display());
+            creds.insert(
+                &spec.pair_id,
+                ProtoSide::Source,
+                p.src.endpoint.clone(),
+                p.src.credentials.clone(),
+            );
+            creds.insert(
+                &spec.pair_id,
+                ProtoSide::Target,
+                p.dst.endpoint.clone(),
+                p.dst.credentials.clone(),
+            );
+            (p.record, spec)
+        })
+        .collect();
+    (specs, creds)
 }
 
 fn engine_config(common: &CommonArgs, budget: u64) -> EngineConfig {
@@ -59,7 +81,7 @@ fn engine_config(common: &CommonArgs, budget: u64) -> EngineConfig {
         connect: ConnectOptions {
             // Idle large-message buffers kept for reuse: a quarter of the byte budget, the
             // other three quarters bound the messages in flight.
-            buffers: std::sync::Arc::new(mailferry_worker::imap::buffers::BufferPool::new(
+            buffers: Arc::new(BufferPool::new(
                 usize::try_from(budget / 4).unwrap_or(usize::MAX),
             )),
             timeout: Duration::from_secs(common.timeout),
@@ -82,6 +104,21 @@ fn code_for(kind: ErrorKind) -> i32 {
     }
 }
 
+fn code_for_status(status: PairStatus) -> i32 {
+    match status {
+        PairStatus::Completed => exit::OK,
+        PairStatus::CompletedWithFailures => exit::FAILURES,
+        PairStatus::AuthFailed => exit::AUTH,
+        PairStatus::ConnectFailed => exit::CONNECT,
+        PairStatus::Failed => exit::FATAL,
+        PairStatus::Interrupted => exit::INTERRUPTED,
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
 /// `mailferry check`.
 pub async fn check(args: CommonArgs, stop: watch::Receiver<bool>) -> i32 {
     let s = match settings(&args, false) {
@@ -89,7 +126,7 @@ pub async fn check(args: CommonArgs, stop: watch::Receiver<bool>) -> i32 {
         Err(code) => return code,
     };
     let max_size = s.plan.max_size;
-    let (pair, creds) = wire(&s);
+    let (specs, creds) = wire(&s.pairs);
     let store = match SqliteStore::in_memory() {
         Ok(st) => st,
         Err(e) => {
@@ -98,40 +135,100 @@ pub async fn check(args: CommonArgs, stop: watch::Receiver<bool>) -> i32 {
         }
     };
     let engine = Arc::new(Engine::new(store, creds, engine_config(&args, 16 << 20)));
-    let queue = Arc::new(InProcessQueue::new());
-    let runner = tokio::spawn(mailferry_worker::runner::run(
-        queue.clone(),
-        engine,
-        1,
-        stopped(stop.clone()),
-    ));
-    let result = tokio::select! {
-        r = mailferry_coordinator::check::run(queue.as_ref(), "check", &pair, &s.rules, max_size) => r,
-        _ = stopped(stop) => { eprintln!("interrupted"); return exit::INTERRUPTED; }
+    let rules = &s.rules;
+    let stop_all = stop.clone();
+    let checks = futures::stream::iter(specs.iter().enumerate())
+        .map(|(i, (record, spec))| {
+            let (engine, stop) = (engine.clone(), stop.clone());
+            async move {
+                let queue = Arc::new(InProcessQueue::new());
+                let runner = tokio::spawn(mailferry_worker::runner::run(
+                    queue.clone(),
+                    engine,
+                    1,
+                    stopped(stop),
+                ));
+                let r = mailferry_coordinator::check::run(
+                    queue.as_ref(),
+                    "check",
+                    spec,
+                    rules,
+                    max_size,
+                )
+                .await;
+                queue.close();
+                let _ = runner.await;
+                (i, *record, spec, r)
+            }
+        })
+        .buffer_unordered(args.parallel);
+    let mut results = tokio::select! {
+        r = checks.collect::<Vec<_>>() => r,
+        _ = stopped(stop_all) => { eprintln!("interrupted"); return exit::INTERRUPTED; }
     };
-    queue.close();
-    let _ = runner.await;
-    match result {
-        Ok(report) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).unwrap_or_default()
-                );
-            } else {
-                print!("{}", output::check_text(&report));
+    results.sort_by_key(|(i, ..)| *i);
+    let mut code = if s.bad_records.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILURES
+    };
+    let mut batch = BatchCheck {
+        pairs: Vec::new(),
+        bad_records: s.bad_records.clone(),
+        finished_at: Utc::now(),
+    };
+    for (_, record, spec, result) in results {
+        let (report, error) = match result {
+            Ok(report) => {
+                if report.problems.iter().any(|p| p.blocking) {
+                    code = code.max(exit::FAILURES);
+                }
+                (Some(report), None)
             }
-            if report.problems.iter().any(|p| p.blocking) {
-                exit::FAILURES
-            } else {
-                exit::OK
+            Err(f) => {
+                eprintln!("error: {}", f.message);
+                code = code.max(code_for(f.kind));
+                (None, Some(f.message))
             }
-        }
-        Err(f) => {
-            eprintln!("error: {}", f.message);
-            code_for(f.kind)
+        };
+        if args.batch.is_none() {
+            if let Some(r) = &report {
+                if args.json {
+                    println!("{}", json(r));
+                } else {
+                    print!("{}", output::check_text(r));
+                }
+            }
+        } else {
+            if !args.json {
+                match &report {
+                    Some(r) => print!(
+                        "== record {}\n{}",
+                        record.unwrap_or(0),
+                        output::check_text(r)
+                    ),
+                    None => println!(
+                        "== record {}: {} -> {}: {}",
+                        record.unwrap_or(0),
+                        spec.source,
+                        spec.target,
+                        error.clone().unwrap_or_default()
+                    ),
+                }
+            }
+            batch.pairs.push(BatchCheckPair {
+                record: record.unwrap_or(0),
+                source: spec.source.clone(),
+                target: spec.target.clone(),
+                report,
+                error,
+            });
         }
     }
+    if args.batch.is_some() && args.json {
+        println!("{}", json(&batch));
+    }
+    code
 }
 
 fn default_state_dir() -> PathBuf {
@@ -142,6 +239,42 @@ fn default_state_dir() -> PathBuf {
         Some(h) => PathBuf::from(h).join(".local/state/mailferry"),
         None => PathBuf::from(".mailferry-state"),
     }
+}
+
+/// Runs one pair to its summary: its own queue, runner and driver over the shared engine.
+async fn run_pair(
+    engine: Arc<Engine<SqliteStore, MemoryCredentials>>,
+    store: SqliteStore,
+    spec: PairSpec,
+    opts: &RunOptions,
+    connections: usize,
+    progress: &dyn Progress,
+    stop: watch::Receiver<bool>,
+) -> PairSummary {
+    let queue = Arc::new(InProcessQueue::new());
+    let runner = tokio::spawn(mailferry_worker::runner::run(
+        queue.clone(),
+        engine,
+        connections,
+        stopped(stop.clone()),
+    ));
+    let mut summaries = migration::run(
+        queue.clone(),
+        &store,
+        "embedded",
+        vec![spec.clone()],
+        opts,
+        progress,
+        stopped(stop),
+    )
+    .await;
+    queue.close();
+    let _ = tokio::time::timeout(Duration::from_secs(30), runner).await;
+    summaries.pop().unwrap_or_else(|| {
+        let mut t = mailferry_coordinator::aggregate::PairTally::new(&spec, opts.dry_run);
+        t.interrupted();
+        t.finish()
+    })
 }
 
 /// `mailferry migrate`.
@@ -157,6 +290,12 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
         );
         return exit::USAGE;
     };
+    if args.report.is_some() && args.common.batch.is_none() {
+        eprintln!(
+            "error: --report writes one row per pair of a --batch; use --json for one mailbox"
+        );
+        return exit::USAGE;
+    }
     let state_dir = args.state.clone().unwrap_or_else(default_state_dir);
     let store = match SqliteStore::open(&state_dir) {
         Ok(st) => st,
@@ -165,18 +304,11 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
             return exit::USAGE;
         }
     };
-    let (pair, creds) = wire(&s);
+    let (specs, creds) = wire(&s.pairs);
     let engine = Arc::new(Engine::new(
         store.clone(),
         creds,
         engine_config(&args.common, budget),
-    ));
-    let queue = Arc::new(InProcessQueue::new());
-    let runner = tokio::spawn(mailferry_worker::runner::run(
-        queue.clone(),
-        engine,
-        args.common.connections,
-        stopped(stop.clone()),
     ));
     let opts = RunOptions {
         rules: s.rules,
@@ -185,41 +317,69 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
         ..RunOptions::default()
     };
     let printer = Printer::new(false);
-    let summaries = migration::run(
-        queue.clone(),
-        &store,
-        "embedded",
-        vec![pair],
-        &opts,
-        &printer,
-        stopped(stop),
-    )
-    .await;
+    let connections = args.common.connections;
+    let mut results: Vec<(usize, Option<u64>, PairSummary)> =
+        futures::stream::iter(specs.into_iter().enumerate())
+            .map(|(i, (record, spec))| {
+                let (engine, store, stop, opts, printer) =
+                    (engine.clone(), store.clone(), stop.clone(), &opts, &printer);
+                async move {
+                    (
+                        i,
+                        record,
+                        run_pair(engine, store, spec, opts, connections, printer, stop).await,
+                    )
+                }
+            })
+            .buffer_unordered(args.common.parallel)
+            .collect()
+            .await;
     printer.finish();
-    queue.close();
-    let _ = tokio::time::timeout(Duration::from_secs(30), runner).await;
-    let mut code = exit::OK;
-    for summary in &summaries {
+    results.sort_by_key(|(i, ..)| *i);
+    let mut code = if s.bad_records.is_empty() {
+        exit::OK
+    } else {
+        exit::FAILURES
+    };
+    for (_, _, summary) in &results {
         // What stopped a pair also goes to stderr, so it is seen with --json and in logs.
         if let Some(e) = &summary.error {
             eprintln!("error: {e}");
         }
-        if args.common.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(summary).unwrap_or_default()
-            );
-        } else {
+        code = code.max(code_for_status(summary.status));
+        if !args.common.json {
             print!("{}", output::summary_text(summary));
         }
-        code = code.max(match summary.status {
-            PairStatus::Completed => exit::OK,
-            PairStatus::CompletedWithFailures => exit::FAILURES,
-            PairStatus::AuthFailed => exit::AUTH,
-            PairStatus::ConnectFailed => exit::CONNECT,
-            PairStatus::Failed => exit::FATAL,
-            PairStatus::Interrupted => exit::INTERRUPTED,
-        });
+    }
+    if args.common.batch.is_none() {
+        if args.common.json
+            && let Some((_, _, summary)) = results.first()
+        {
+            println!("{}", json(summary));
+        }
+        return code;
+    }
+    let batch = BatchSummary {
+        pairs: results
+            .into_iter()
+            .map(|(_, record, summary)| BatchPair {
+                record: record.unwrap_or(0),
+                summary,
+            })
+            .collect(),
+        bad_records: s.bad_records,
+        finished_at: Utc::now(),
+    };
+    if args.common.json {
+        println!("{}", json(&batch));
+    } else {
+        print!("{}", output::batch_text(&batch));
+    }
+    if let Some(path) = &args.report
+        && let Err(e) = std::fs::write(path, output::batch_report_csv(&batch))
+    {
+        eprintln!("error: --report {}: {e}", path.display());
+        code = code.max(exit::FATAL);
     }
     code
 }

@@ -61,7 +61,8 @@ pub fn parse(url: &str, flag: &str) -> Result<EndpointUrl, String> {
     })
 }
 
-fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
+/// `HOST`, `HOST:PORT`, `[IPv6]` or `[IPv6]:PORT`.
+pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
     if let Some(rest) = s.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
         let port = match after.strip_prefix(':') {
@@ -92,6 +93,38 @@ fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// With `--batch`: `imaps://HOST[:PORT]` or `imap://HOST[:PORT]`, the TLS mode and default
+/// host of every record (users come from the file).
+pub fn parse_host(url: &str, flag: &str) -> Result<EndpointUrl, String> {
+    let usage = || {
+        format!(
+            "with --batch, {flag} must look like imaps://HOST[:PORT] or imap://HOST[:PORT] (users come from the file)"
+        )
+    };
+    let (tls, rest, default_port) = if let Some(r) = url.strip_prefix("imaps://") {
+        (TlsMode::Implicit, r, 993)
+    } else if let Some(r) = url.strip_prefix("imap://") {
+        (TlsMode::Starttls, r, 143)
+    } else {
+        return Err(usage());
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.contains('@') || rest.is_empty() {
+        return Err(usage());
+    }
+    let (host, port) = split_host_port(rest).ok_or_else(usage)?;
+    if host.is_empty() {
+        return Err(usage());
+    }
+    Ok(EndpointUrl {
+        tls,
+        user: String::new(),
+        password: None,
+        host,
+        port: port.unwrap_or(default_port),
+    })
 }
 
 /// Whether a host is on the loopback interface.
@@ -141,6 +174,24 @@ mod tests {
         }
         let err = parse("imaps://u:secret%zz@h", "--src").unwrap_err();
         assert!(!err.contains("secret"));
+    }
+
+    #[test]
+    fn batch_urls_carry_no_user() {
+        let e = parse_host("imap://127.0.0.1:1143", "--src").unwrap();
+        assert_eq!(
+            (e.tls, e.host.as_str(), e.port),
+            (TlsMode::Starttls, "127.0.0.1", 1143)
+        );
+        assert_eq!(
+            parse_host("imaps://mail.example.org", "--dst")
+                .unwrap()
+                .port,
+            993
+        );
+        for bad in ["imaps://a@h", "imaps://", "h:1", "imap://h:x"] {
+            assert!(parse_host(bad, "--src").is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! that scripts can rely on (README, "Exit codes"). No migration logic lives here.
 
 mod args;
+mod batch;
 mod embedded;
 mod endpoint;
 mod output;

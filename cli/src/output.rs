@@ -158,3 +158,81 @@ pub fn summary_text(s: &PairSummary) -> String {
     );
     o
 }
+
+/// The closing lines of a batch: totals and the records that could not be used.
+pub fn batch_text(b: &mailferry_proto::report::BatchSummary) -> String {
+    let mut o = String::new();
+    let done = b
+        .pairs
+        .iter()
+        .filter(|p| p.summary.status == PairStatus::Completed)
+        .count();
+    let copied: u64 = b.pairs.iter().map(|p| p.summary.messages_copied).sum();
+    let failed: u64 = b.pairs.iter().map(|p| p.summary.failed).sum();
+    let _ = writeln!(
+        o,
+        "batch: {} pairs, {done} completed, {} with problems, {} bad records; {copied} messages copied, {failed} failed",
+        b.pairs.len(),
+        b.pairs.len() - done,
+        b.bad_records.len()
+    );
+    for r in &b.bad_records {
+        let _ = writeln!(o, "  bad record: {}", r.error);
+    }
+    o
+}
+
+/// Quotes a CSV field when needed (RFC 4180).
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// `--report FILE.csv`: one row per pair (and per bad record).
+pub fn batch_report_csv(b: &mailferry_proto::report::BatchSummary) -> String {
+    let mut o = String::from(
+        "record,source,target,status,copied,already_present,failed,bytes,duration_secs,first_error\r\n",
+    );
+    for p in &b.pairs {
+        let s = &p.summary;
+        let status = serde_json::to_value(s.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let first_error = s
+            .error
+            .clone()
+            .or_else(|| {
+                s.failures
+                    .first()
+                    .map(|f| format!("{} UID {}: {}", f.folder, f.uid, f.reason))
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            o,
+            "{},{},{},{},{},{},{},{},{:.1},{}\r\n",
+            p.record,
+            csv_field(&s.source),
+            csv_field(&s.target),
+            status,
+            s.messages_copied,
+            s.already_present,
+            s.failed,
+            s.bytes_copied,
+            s.duration_secs,
+            csv_field(&first_error)
+        );
+    }
+    for r in &b.bad_records {
+        let _ = write!(
+            o,
+            "{},,,bad_record,0,0,0,0,0.0,{}\r\n",
+            r.record,
+            csv_field(&r.error)
+        );
+    }
+    o
+}

@@ -246,3 +246,58 @@ pub struct PairSummary {
     /// Seconds.
     pub duration_secs: f64,
 }
+
+/// A record of a `--batch` CSV file that could not be used; the other records still run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BadRecord {
+    /// The record's number (1 = the first record after the header).
+    pub record: u64,
+    /// What is wrong with it, in plain words.
+    pub error: String,
+}
+
+/// What `mailferry migrate --batch` prints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchSummary {
+    /// One summary per usable record, in file order.
+    pub pairs: Vec<BatchPair>,
+    /// Records that could not be used.
+    pub bad_records: Vec<BadRecord>,
+    /// When the last pair finished.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// One pair of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchPair {
+    /// The record's number in the CSV file.
+    pub record: u64,
+    /// The pair's summary.
+    pub summary: PairSummary,
+}
+
+/// One pair of `mailferry check --batch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCheckPair {
+    /// The record's number in the CSV file.
+    pub record: u64,
+    /// Source `user@host:port`.
+    pub source: String,
+    /// Target `user@host:port`.
+    pub target: String,
+    /// The report, when both sides could be listed.
+    pub report: Option<CheckReport>,
+    /// Why there is no report.
+    pub error: Option<String>,
+}
+
+/// What `mailferry check --batch` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCheck {
+    /// One entry per usable record, in file order.
+    pub pairs: Vec<BatchCheckPair>,
+    /// Records that could not be used.
+    pub bad_records: Vec<BadRecord>,
+    /// When the last check finished.
+    pub finished_at: DateTime<Utc>,
+}
