@@ -123,6 +123,12 @@ pub struct MigrateArgs {
     /// Leave out messages flagged \Deleted.
     #[arg(long, env = "MAILFERRY_SKIP_DELETED")]
     pub skip_deleted: bool,
+    /// Only messages whose INTERNALDATE is on or after this date (YYYY-MM-DD, UTC, or RFC 3339).
+    #[arg(long, env = "MAILFERRY_SINCE")]
+    pub since: Option<String>,
+    /// Only messages whose INTERNALDATE is before this date (YYYY-MM-DD, UTC, or RFC 3339).
+    #[arg(long, env = "MAILFERRY_BEFORE")]
+    pub before: Option<String>,
     /// Plan and report, change nothing.
     #[arg(long, env = "MAILFERRY_DRY_RUN")]
     pub dry_run: bool,
@@ -182,6 +188,51 @@ pub struct ProcessEnv;
 impl SecretEnv for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
+    }
+}
+
+/// Parses `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time.
+pub fn parse_date(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&chrono::Utc));
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+    Some(d.and_hms_opt(0, 0, 0)?.and_utc())
+}
+
+impl MigrateArgs {
+    /// Validates everything, collecting every problem (the shared flags' and migrate's own).
+    pub fn settings(&self, env: &dyn SecretEnv) -> Result<Settings, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut date = |flag: &str, v: &Option<String>| match v {
+            None => None,
+            Some(s) => parse_date(s).or_else(|| {
+                errors.push(format!(
+                    "{flag} {s:?} is not a date: write YYYY-MM-DD or an RFC 3339 time"
+                ));
+                None
+            }),
+        };
+        let since = date("--since", &self.since);
+        let before = date("--before", &self.before);
+        if let (Some(a), Some(b)) = (since, before)
+            && a >= b
+        {
+            errors.push("--since must be earlier than --before".into());
+        }
+        match self.common.settings(env, self.skip_deleted) {
+            Ok(mut s) if errors.is_empty() => {
+                s.plan.since = since;
+                s.plan.before = before;
+                Ok(s)
+            }
+            Ok(_) => Err(errors),
+            Err(mut e) => {
+                e.extend(errors);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -589,6 +640,22 @@ mod tests {
             Command::Check(c) => c,
             Command::Migrate(_) => unreachable!(),
         }
+    }
+
+    #[test]
+    fn dates_parse() {
+        assert_eq!(
+            parse_date("2020-02-29").unwrap().to_rfc3339(),
+            "2020-02-29T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_date("2020-01-01T10:00:00+02:00")
+                .unwrap()
+                .to_rfc3339(),
+            "2020-01-01T08:00:00+00:00"
+        );
+        assert!(parse_date("2021-02-29").is_none());
+        assert!(parse_date("yesterday").is_none());
     }
 
     #[test]

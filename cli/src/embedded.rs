@@ -27,8 +27,8 @@ use crate::exit;
 use crate::output;
 use crate::progress::Printer;
 
-fn settings(common: &CommonArgs, skip_deleted: bool) -> Result<Settings, i32> {
-    match common.settings(&ProcessEnv, skip_deleted) {
+fn settings(validated: Result<Settings, Vec<String>>) -> Result<Settings, i32> {
+    match validated {
         Ok(s) => {
             for w in &s.warnings {
                 eprintln!("warning: {w}");
@@ -121,7 +121,7 @@ fn json(value: &impl serde::Serialize) -> String {
 
 /// `mailferry check`.
 pub async fn check(args: CommonArgs, stop: watch::Receiver<bool>) -> i32 {
-    let s = match settings(&args, false) {
+    let s = match settings(args.settings(&ProcessEnv, false)) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -279,7 +279,7 @@ async fn run_pair(
 
 /// `mailferry migrate`.
 pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
-    let s = match settings(&args.common, args.skip_deleted) {
+    let s = match settings(args.settings(&ProcessEnv)) {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -7,8 +7,11 @@
 
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use mailferry_proto::MessageKey;
-use mailferry_proto::task::{BatchItem, CopyBatchTask, InventoryResult, SourceFolderRef};
+use mailferry_proto::task::{
+    BatchItem, CopyBatchTask, InventoryMessage, InventoryResult, SourceFolderRef,
+};
 
 /// Options that decide what is copied and how batches are cut.
 #[derive(Debug, Clone)]
@@ -17,6 +20,10 @@ pub struct PlanOptions {
     pub max_size: Option<u64>,
     /// Leave out messages flagged `\Deleted`.
     pub skip_deleted: bool,
+    /// Leave out messages whose INTERNALDATE is before this instant (`--since`, inclusive).
+    pub since: Option<DateTime<Utc>>,
+    /// Leave out messages whose INTERNALDATE is at or after this instant (`--before`, exclusive).
+    pub before: Option<DateTime<Utc>>,
     /// Messages per batch.
     pub batch_messages: usize,
     /// Bytes per batch.
@@ -28,6 +35,8 @@ impl Default for PlanOptions {
         PlanOptions {
             max_size: None,
             skip_deleted: false,
+            since: None,
+            before: None,
             batch_messages: 500,
             batch_bytes: 64 << 20,
         }
@@ -38,9 +47,20 @@ impl PlanOptions {
     /// A fingerprint of the options that decide exclusion (a change voids folder watermarks).
     pub fn fingerprint(&self) -> String {
         format!(
-            "max_size={:?};skip_deleted={}",
-            self.max_size, self.skip_deleted
+            "max_size={:?};skip_deleted={};since={:?};before={:?}",
+            self.max_size, self.skip_deleted, self.since, self.before
         )
+    }
+
+    /// Whether the options leave this message out. A message whose INTERNALDATE the server did
+    /// not report is never left out by a date: losing mail silently is worse than copying it.
+    pub fn excludes(&self, m: &InventoryMessage) -> bool {
+        let deleted = m.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted"));
+        let date = m.internal_date.map(|d| d.with_timezone(&Utc));
+        (self.skip_deleted && deleted)
+            || self.max_size.is_some_and(|max| m.size > max)
+            || date.zip(self.since).is_some_and(|(d, since)| d < since)
+            || date.zip(self.before).is_some_and(|(d, before)| d >= before)
     }
 }
 
@@ -114,8 +134,7 @@ pub fn plan_chain(
                 *bytes = 0;
             };
         for m in &folder.messages {
-            let deleted = m.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted"));
-            if opts.skip_deleted && deleted || opts.max_size.is_some_and(|max| m.size > max) {
+            if opts.excludes(m) {
                 fig.excluded += 1;
                 continue;
             }
@@ -259,6 +278,7 @@ mod tests {
             skip_deleted: true,
             batch_messages: 3,
             batch_bytes: 25,
+            ..PlanOptions::default()
         };
         let p = plan_chain(&i, &[src("a")], 1, &opts);
         assert_eq!(p.figures[0].1.excluded, 2);
@@ -280,5 +300,42 @@ mod tests {
             uids.windows(2).all(|w| w[0] < w[1]),
             "ascending source UID order"
         );
+    }
+
+    #[test]
+    fn dates_filter_since_inclusive_and_before_exclusive() {
+        use chrono::TimeZone;
+        let at = |y: i32| {
+            chrono::FixedOffset::east_opt(3600)
+                .unwrap()
+                .with_ymd_and_hms(y, 1, 1, 1, 0, 0)
+                .unwrap()
+        };
+        let mut msgs: Vec<InventoryMessage> = (2014..=2021)
+            .map(|y| {
+                let mut x = m(y as u32, y as u8, 10, &[]);
+                x.internal_date = Some(at(y));
+                x
+            })
+            .collect();
+        // No INTERNALDATE reported: never left out by a date.
+        msgs.push(m(9999, 99, 10, &[]));
+        let i = inv(None, vec![folder("a", msgs)]);
+        let utc = |y: i32| Utc.with_ymd_and_hms(y, 1, 1, 0, 0, 0).unwrap();
+        let opts = PlanOptions {
+            since: Some(utc(2015)),
+            before: Some(utc(2020)),
+            ..PlanOptions::default()
+        };
+        let p = plan_chain(&i, &[src("a")], 1, &opts);
+        let uids: Vec<u32> = p
+            .batches
+            .iter()
+            .flat_map(|b| b.items.iter().map(|i| i.uid))
+            .collect();
+        // 01-Jan 01:00 +0100 is midnight UTC: since is inclusive, before exclusive.
+        assert_eq!(uids, vec![2015, 2016, 2017, 2018, 2019, 9999]);
+        assert_eq!(p.figures[0].1.excluded, 3);
+        assert_ne!(opts.fingerprint(), PlanOptions::default().fingerprint());
     }
 }
