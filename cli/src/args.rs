@@ -90,6 +90,14 @@ pub struct CommonArgs {
     /// Do not map special-use folders (Sent, Trash, ...) onto the target's.
     #[arg(long, env = "MAILFERRY_NO_AUTOMAP")]
     pub no_automap: bool,
+    /// Leave out source folders of a special-use role (junk, trash, sent, drafts, archive, all,
+    /// flagged, important); repeatable.
+    #[arg(long, env = "MAILFERRY_EXCLUDE_FOLDER_ROLE")]
+    pub exclude_folder_role: Vec<String>,
+    /// Rename target folders: 's/PATTERN/REPLACEMENT/[g][i]' (Rust regex, $1 groups), applied to
+    /// the decoded name with `/` separators after special-use mapping; repeatable, in order.
+    #[arg(long, env = "MAILFERRY_REGEX_RENAME")]
+    pub regex_rename: Vec<String>,
     /// Also copy virtual folders such as Gmail's All Mail (\All, \Flagged).
     #[arg(long, env = "MAILFERRY_INCLUDE_VIRTUAL")]
     pub include_virtual: bool,
@@ -189,6 +197,61 @@ impl SecretEnv for ProcessEnv {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
     }
+}
+
+/// A special-use role by name (`junk`, `trash`, ...).
+pub fn parse_role(s: &str) -> Option<mailferry_proto::FolderRole> {
+    mailferry_proto::FolderRole::from_attribute(&format!("\\{}", s.trim()))
+}
+
+/// Parses a sed-style `s/PATTERN/REPLACEMENT/FLAGS` (any delimiter after `s`; `\` escapes it;
+/// flags `g` = every match, `i` = ignore case).
+pub fn parse_rename(s: &str) -> Result<(regex::Regex, String, bool), String> {
+    let mut chars = s.chars();
+    if chars.next() != Some('s') {
+        return Err("must look like 's/PATTERN/REPLACEMENT/'".into());
+    }
+    let Some(delim) = chars.next().filter(|c| !c.is_alphanumeric() && *c != '\\') else {
+        return Err("must look like 's/PATTERN/REPLACEMENT/'".into());
+    };
+    let mut parts = vec![String::new()];
+    let mut escaped = false;
+    for c in chars {
+        if escaped {
+            if c != delim {
+                parts.last_mut().map(|p| p.push('\\'));
+            }
+            parts.last_mut().map(|p| p.push(c));
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == delim && parts.len() < 3 {
+            parts.push(String::new());
+        } else {
+            parts.last_mut().map(|p| p.push(c));
+        }
+    }
+    if escaped {
+        parts.last_mut().map(|p| p.push('\\'));
+    }
+    let [pattern, replacement, flags] = <[String; 3]>::try_from(parts)
+        .map_err(|_| "must look like 's/PATTERN/REPLACEMENT/' (three delimiters)".to_owned())?;
+    if pattern.is_empty() {
+        return Err("the pattern is empty".into());
+    }
+    if let Some(bad) = flags.chars().find(|c| !matches!(c, 'g' | 'i')) {
+        return Err(format!(
+            "unknown flag {bad:?}; use g (every match) or i (ignore case)"
+        ));
+    }
+    let pattern = if flags.contains('i') {
+        format!("(?i){pattern}")
+    } else {
+        pattern
+    };
+    let re =
+        regex::Regex::new(&pattern).map_err(|e| format!("not a valid regular expression: {e}"))?;
+    Ok((re, replacement, flags.contains('g')))
 }
 
 /// Parses `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time.
@@ -294,6 +357,22 @@ impl CommonArgs {
         };
         let include = regexes(&self.include, "--include");
         let exclude = regexes(&self.exclude, "--exclude");
+        let mut exclude_roles = Vec::new();
+        for r in &self.exclude_folder_role {
+            match parse_role(r) {
+                Some(role) => exclude_roles.push(role),
+                None => errors.push(format!(
+                    "--exclude-folder-role {r:?} is not a role: use junk, trash, sent, drafts, archive, all, flagged or important"
+                )),
+            }
+        }
+        let mut renames = Vec::new();
+        for r in &self.regex_rename {
+            match parse_rename(r) {
+                Ok(rule) => renames.push(rule),
+                Err(e) => errors.push(format!("--regex-rename {r:?}: {e}")),
+            }
+        }
         let mut maps = Vec::new();
         for m in &self.map {
             match m.split_once('=') {
@@ -334,6 +413,8 @@ impl CommonArgs {
                     maps,
                     automap: !self.no_automap,
                     include_virtual: self.include_virtual,
+                    exclude_roles,
+                    renames,
                 },
                 plan: PlanOptions {
                     max_size,
@@ -640,6 +721,26 @@ mod tests {
             Command::Check(c) => c,
             Command::Migrate(_) => unreachable!(),
         }
+    }
+
+    #[test]
+    fn renames_and_roles_parse() {
+        let (re, rep, all) = parse_rename("s/^Old\\/(.*)$/Archive\\/$1/").unwrap();
+        assert_eq!(
+            (re.as_str(), rep.as_str(), all),
+            ("^Old/(.*)$", "Archive/$1", false)
+        );
+        let (re, _, all) = parse_rename("s|a\\.b|c|gi").unwrap();
+        assert_eq!((re.as_str(), all), ("(?i)a\\.b", true));
+        for bad in ["x/a/b/", "s/a/b", "s//b/", "s/(/b/", "s/a/b/x", "sa"] {
+            assert!(parse_rename(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_role("junk"), Some(mailferry_proto::FolderRole::Junk));
+        assert_eq!(
+            parse_role("Trash"),
+            Some(mailferry_proto::FolderRole::Trash)
+        );
+        assert_eq!(parse_role("spam"), None);
     }
 
     #[test]

@@ -49,6 +49,12 @@ pub struct FolderRules {
     pub automap: bool,
     /// Copy virtual folders (`\All`, `\Flagged`, `\Important`) too.
     pub include_virtual: bool,
+    /// Leave out source folders of these roles (`--exclude-folder-role`).
+    pub exclude_roles: Vec<FolderRole>,
+    /// `--regex-rename` rules, applied in order to the decoded target name (with `/`
+    /// separators) after special-use mapping: the pattern, the replacement (`$1` groups), and
+    /// whether every match is replaced (`g`) or the first.
+    pub renames: Vec<(regex::Regex, String, bool)>,
 }
 
 impl Default for FolderRules {
@@ -60,6 +66,8 @@ impl Default for FolderRules {
             maps: Vec::new(),
             automap: true,
             include_virtual: false,
+            exclude_roles: Vec::new(),
+            renames: Vec::new(),
         }
     }
 }
@@ -324,6 +332,33 @@ pub fn map_folders(list: &ListResult, rules: &FolderRules) -> FolderPlan {
     plan
 }
 
+/// Applies the `--regex-rename` rules in order. INBOX stays INBOX. A renamed target was chosen
+/// by the user, so sources renamed onto one folder merge (like `--map`).
+fn rename(
+    target: FolderPath,
+    reason: MappingReason,
+    intentional: bool,
+    rules: &FolderRules,
+) -> (FolderPath, MappingReason, bool) {
+    if target.is_inbox() || rules.renames.is_empty() {
+        return (target, reason, intentional);
+    }
+    let before = target.display_slash();
+    let mut name = before.clone();
+    for (re, replacement, all) in &rules.renames {
+        name = if *all {
+            re.replace_all(&name, replacement.as_str()).into_owned()
+        } else {
+            re.replace(&name, replacement.as_str()).into_owned()
+        };
+    }
+    // An empty name or empty components cannot be a folder: keep the name the rules started from.
+    if name == before || name.is_empty() || name.split('/').any(str::is_empty) {
+        return (target, reason, intentional);
+    }
+    (FolderPath::from_slash(&name), MappingReason::Renamed, true)
+}
+
 fn skip_other_namespaces(source: &AccountListing, plan: &mut FolderPlan) {
     let mut names: Vec<&String> = source.other_namespace_folders.iter().collect();
     names.sort();
@@ -362,6 +397,14 @@ fn choose_target<'a>(
     }
     let attr_role = role_by_attribute(f);
     let role = attr_role.or_else(|| role_by_name(&f.path));
+    if let Some(r) = role.filter(|r| rules.exclude_roles.contains(r)) {
+        skip(
+            plan,
+            display,
+            &format!("its role ({r:?}) is left out by --exclude-folder-role"),
+        );
+        return None;
+    }
     if let Some(r) = role.filter(|r| r.is_virtual() && !rules.include_virtual) {
         skip(
             plan,
@@ -387,7 +430,7 @@ fn choose_target<'a>(
     let by_role = role
         .filter(|r| rules.automap && !r.is_virtual())
         .and_then(|r| roles.get(&r));
-    let (target, mut reason, intentional) = if let Some(dst) = explicit {
+    let (target, reason, intentional) = if let Some(dst) = explicit {
         (dst.normalise_inbox(), MappingReason::Explicit, true)
     } else if f.path.is_inbox() {
         (FolderPath::inbox(), MappingReason::Same, true)
@@ -415,6 +458,7 @@ fn choose_target<'a>(
             message,
         );
     }
+    let (target, mut reason, intentional) = rename(target, reason, intentional, rules);
     let (target, replaced) = fit_to_delimiter(target, target_delimiter);
     if replaced {
         if reason == MappingReason::Same {
@@ -1353,5 +1397,77 @@ mod tests {
         reversed.reverse();
         let second = map_folders(&list(src(&reversed), target), &FolderRules::default());
         assert_eq!(first, second);
+    }
+
+    #[test]
+    fn excluded_roles_are_skipped_by_attribute_and_by_name() {
+        let mut junk = f("Spam", '/');
+        junk.role = None;
+        let mut trash = f("Bin-by-attr", '/');
+        trash.attributes.push("\\Trash".into());
+        let source = account(
+            Some('/'),
+            vec![f("INBOX", '/'), junk, trash, f("Work", '/')],
+        );
+        let rules = FolderRules {
+            exclude_roles: vec![FolderRole::Junk, FolderRole::Trash],
+            ..FolderRules::default()
+        };
+        let plan = map_folders(&list(source, dst(&["INBOX"])), &rules);
+        assert_eq!(
+            pairs(&plan),
+            vec![
+                ("INBOX".into(), "INBOX".into()),
+                ("Work".into(), "Work".into())
+            ]
+        );
+        let skipped: Vec<&str> = plan.skipped.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(skipped, vec!["Bin-by-attr", "Spam"], "in path order");
+        assert!(
+            plan.skipped
+                .iter()
+                .all(|s| s.reason.contains("--exclude-folder-role"))
+        );
+    }
+
+    #[test]
+    fn regex_renames_apply_in_order_after_automap_and_may_merge() {
+        let source = src(&["INBOX", "Old/Projects/A", "Old/B", "Sent Items", "Keep"]);
+        let target = account(
+            Some('/'),
+            vec![f("INBOX", '/'), with_role(f("Sent", '/'), "\\Sent")],
+        );
+        let rules = FolderRules {
+            renames: vec![
+                (re("^Old/"), "Archive/".into(), false),
+                (re("^Archive/Projects/(.*)$"), "Projects/$1".into(), false),
+                (re("^Sent$"), "Sent/Imported".into(), false),
+                (re("^Keep$"), "".into(), false),
+            ],
+            ..FolderRules::default()
+        };
+        let plan = map_folders(&list(source, target), &rules);
+        assert_eq!(mapping(&plan, "Old/Projects/A").target, "Projects/A");
+        assert_eq!(mapping(&plan, "Old/B").target, "Archive/B");
+        assert_eq!(mapping(&plan, "Old/B").reason, MappingReason::Renamed);
+        assert_eq!(
+            mapping(&plan, "Sent Items").target,
+            "Sent/Imported",
+            "applied after automap"
+        );
+        assert_eq!(
+            mapping(&plan, "Keep").target,
+            "Keep",
+            "a rule giving an empty name is not applied"
+        );
+        assert_eq!(mapping(&plan, "INBOX").target, "INBOX");
+        // Two sources renamed onto one folder merge, as with --map.
+        let rules = FolderRules {
+            renames: vec![(re("^(A|B)$"), "AB".into(), false)],
+            ..FolderRules::default()
+        };
+        let plan = map_folders(&list(src(&["INBOX", "A", "B"]), dst(&["INBOX"])), &rules);
+        assert_eq!(folder(&plan, "AB").sources.len(), 2);
+        assert!(codes(&plan).contains(&WarningCode::FoldersMerged));
     }
 }

@@ -74,6 +74,8 @@ pub enum MappingReason {
     DelimiterReplaced,
     /// The name was undecodable and migrated escaped.
     Escaped,
+    /// A `--regex-rename` rule changed the name.
+    Renamed,
 }
 
 /// One folder's figures in a health check.

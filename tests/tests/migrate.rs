@@ -1166,3 +1166,74 @@ async fn since_and_before_select_by_internal_date() {
         &[("INBOX", "INBOX")],
     );
 }
+
+/// `--exclude-folder-role junk` leaves the source's junk folder out (found by its special-use
+/// attribute), and `--regex-rename` moves folders under a new parent on the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_roles_can_be_left_out_and_folders_renamed() {
+    let pair = Pair::new("rename", "rename");
+    let mut g = Fixtures::new(6_501);
+    let inbox = vec![g.ordinary()];
+    let junk = vec![g.ordinary(), g.ordinary()];
+    let projects = vec![g.ordinary(), g.ordinary()];
+    let keep = vec![g.ordinary()];
+    seed(
+        &pair.src,
+        &[
+            Seed {
+                name: "INBOX",
+                subscribe: false,
+                messages: &inbox,
+            },
+            Seed {
+                name: "INBOX.Junk E-mail",
+                subscribe: false,
+                messages: &junk,
+            },
+            Seed {
+                name: "INBOX.Old",
+                subscribe: false,
+                messages: &[],
+            },
+            Seed {
+                name: "INBOX.Old.Projects",
+                subscribe: false,
+                messages: &projects,
+            },
+            Seed {
+                name: "INBOX.Keep",
+                subscribe: false,
+                messages: &keep,
+            },
+        ],
+    )
+    .await;
+    let out = pair
+        .migrate(&[
+            "--exclude-folder-role",
+            "junk",
+            "--regex-rename",
+            "s#^Old(/|$)#Archive/Old$1#",
+        ])
+        .await;
+    assert_code(&out, 0);
+    assert_eq!(out.u64("messages_copied"), 4, "{out}");
+    let src = pair.source().await;
+    let dst = pair.target().await;
+    assert_exact(
+        &src,
+        &dst,
+        &[
+            ("INBOX", "INBOX"),
+            ("INBOX.Old", "Archive/Old"),
+            ("INBOX.Old.Projects", "Archive/Old/Projects"),
+            ("INBOX.Keep", "Keep"),
+        ],
+    );
+    let names: Vec<String> = dst.folders.keys().cloned().collect();
+    assert!(!names.iter().any(|n| n.contains("Junk")), "{names:?}");
+    assert!(
+        out.stdout.contains("exclude-folder-role"),
+        "the skipped folder is reported: {out}"
+    );
+}
