@@ -214,26 +214,28 @@ pub fn parse_rename(s: &str) -> Result<(regex::Regex, String, bool), String> {
     let Some(delim) = chars.next().filter(|c| !c.is_alphanumeric() && *c != '\\') else {
         return Err("must look like 's/PATTERN/REPLACEMENT/'".into());
     };
-    let mut parts = vec![String::new()];
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = String::new();
     let mut escaped = false;
     for c in chars {
         if escaped {
             if c != delim {
-                parts.last_mut().map(|p| p.push('\\'));
+                current.push('\\');
             }
-            parts.last_mut().map(|p| p.push(c));
+            current.push(c);
             escaped = false;
         } else if c == '\\' {
             escaped = true;
-        } else if c == delim && parts.len() < 3 {
-            parts.push(String::new());
+        } else if c == delim && parts.len() < 2 {
+            parts.push(std::mem::take(&mut current));
         } else {
-            parts.last_mut().map(|p| p.push(c));
+            current.push(c);
         }
     }
     if escaped {
-        parts.last_mut().map(|p| p.push('\\'));
+        current.push('\\');
     }
+    parts.push(current);
     let [pattern, replacement, flags] = <[String; 3]>::try_from(parts)
         .map_err(|_| "must look like 's/PATTERN/REPLACEMENT/' (three delimiters)".to_owned())?;
     if pattern.is_empty() {
