@@ -146,6 +146,9 @@ pub struct MigrateArgs {
     /// In-flight byte budget for message data held in memory (bytes; K, M, G suffixes).
     #[arg(long, env = "MAILFERRY_MEMORY_BUDGET", default_value = "64M")]
     pub memory_budget: String,
+    /// Per pair, write its JSON summary and a CSV of its failures into this directory.
+    #[arg(long, env = "MAILFERRY_REPORT_DIR")]
+    pub report_dir: Option<PathBuf>,
     /// With --batch: write one CSV row per pair (status, copied, already present, failed,
     /// bytes, duration, first error) to this file.
     #[arg(long, env = "MAILFERRY_REPORT")]

@@ -341,6 +341,12 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
     } else {
         exit::FAILURES
     };
+    if let Some(dir) = &args.report_dir
+        && let Err(e) = write_report_dir(dir, &results)
+    {
+        eprintln!("error: --report-dir {}: {e}", dir.display());
+        code = exit::FATAL;
+    }
     for (_, _, summary) in &results {
         // What stopped a pair also goes to stderr, so it is seen with --json and in logs.
         if let Some(e) = &summary.error {
@@ -382,6 +388,23 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
         code = code.max(exit::FATAL);
     }
     code
+}
+
+/// `--report-dir`: per pair, `NAME.json` (the summary) and `NAME-failures.csv`.
+fn write_report_dir(
+    dir: &std::path::Path,
+    results: &[(usize, Option<u64>, PairSummary)],
+) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (_, record, summary) in results {
+        let name = output::report_name(*record, &summary.source);
+        std::fs::write(dir.join(format!("{name}.json")), json(summary))?;
+        std::fs::write(
+            dir.join(format!("{name}-failures.csv")),
+            output::failures_csv(summary),
+        )?;
+    }
+    Ok(())
 }
 
 /// Resolves once the stop flag is raised.

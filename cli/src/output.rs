@@ -236,3 +236,45 @@ pub fn batch_report_csv(b: &mailferry_proto::report::BatchSummary) -> String {
     }
     o
 }
+
+/// A file name for a pair's reports: the record number (in a batch) and the source account,
+/// with anything but letters, digits, `@`, `.`, `-` and `_` replaced.
+pub fn report_name(record: Option<u64>, source: &str) -> String {
+    let clean: String = source
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "@.-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match record {
+        Some(r) => format!("{r:04}-{clean}"),
+        None => clean,
+    }
+}
+
+/// `--report-dir`: the failures of one pair as CSV (folder, UID, subject, size, kind, reason, advice).
+pub fn failures_csv(s: &PairSummary) -> String {
+    let mut o = String::from("folder,uid,subject,size,kind,reason,advice\r\n");
+    for f in &s.failures {
+        let kind = serde_json::to_value(f.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let _ = write!(
+            o,
+            "{},{},{},{},{},{},{}\r\n",
+            csv_field(&f.folder),
+            f.uid,
+            csv_field(&f.subject),
+            f.size,
+            kind,
+            csv_field(&f.reason),
+            csv_field(&f.advice)
+        );
+    }
+    o
+}

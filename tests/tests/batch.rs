@@ -108,12 +108,15 @@ async fn a_batch_runs_every_usable_record_and_reports_the_rest() {
     std::fs::write(&file, csv).unwrap();
     let report = dir.path().join("report.csv");
     let state = dir.path().join("state");
+    let reports = dir.path().join("reports");
     let extra = [
         "--json",
         "--state",
         state.to_str().unwrap(),
         "--report",
         report.to_str().unwrap(),
+        "--report-dir",
+        reports.to_str().unwrap(),
         "--parallel",
         "2",
     ];
@@ -176,6 +179,27 @@ async fn a_batch_runs_every_usable_record_and_reports_the_rest() {
         rows[3]
     );
     assert!(rows[4].starts_with("3,,,bad_record"), "{}", rows[4]);
+
+    // --report-dir: per pair, its summary as JSON and its failures as CSV.
+    let mut files: Vec<String> = std::fs::read_dir(&reports)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 6, "{files:?}");
+    let first = format!("0001-{}@127.0.0.1_{}", src1.user, src1.imap_port);
+    assert!(
+        files.contains(&format!("{first}.json"))
+            && files.contains(&format!("{first}-failures.csv")),
+        "{files:?}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(reports.join(format!("{first}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(summary["messages_copied"], 6);
+    let failures = std::fs::read_to_string(reports.join(format!("{first}-failures.csv"))).unwrap();
+    assert_eq!(failures, "folder,uid,subject,size,kind,reason,advice\r\n");
 
     for (src, dst) in [(&src1, &dst1), (&src2, &dst2)] {
         let s = snapshot_with(src, personal_only).await.unwrap();
