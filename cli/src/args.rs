@@ -72,6 +72,13 @@ pub struct CommonArgs {
     /// Do not verify the target's certificate (dangerous).
     #[arg(long, env = "MAILFERRY_DST_INSECURE_SKIP_VERIFY")]
     pub dst_insecure_skip_verify: bool,
+    /// Log into the source as this administrator (master user) acting for the URL's user
+    /// (SASL PLAIN with an authorization identity); the password is then the administrator's.
+    #[arg(long, env = "MAILFERRY_SRC_AUTHUSER")]
+    pub src_authuser: Option<String>,
+    /// Log into the target as this administrator (master user) acting for the URL's user.
+    #[arg(long, env = "MAILFERRY_DST_AUTHUSER")]
+    pub dst_authuser: Option<String>,
     /// File holding the source password (instead of MAILFERRY_SRC_PASSWORD).
     #[arg(long, env = "MAILFERRY_SRC_PASSWORD_FILE")]
     pub src_password_file: Option<PathBuf>,
@@ -441,6 +448,7 @@ impl CommonArgs {
                 skip_verify: self.src_insecure_skip_verify,
                 password_file: &self.src_password_file,
                 password_var: "MAILFERRY_SRC_PASSWORD",
+                authuser: &self.src_authuser,
             },
             Which::Dst => SideFlags {
                 flag: "--dst",
@@ -449,6 +457,7 @@ impl CommonArgs {
                 skip_verify: self.dst_insecure_skip_verify,
                 password_file: &self.dst_password_file,
                 password_var: "MAILFERRY_DST_PASSWORD",
+                authuser: &self.dst_authuser,
             },
         }
     }
@@ -533,7 +542,13 @@ impl CommonArgs {
                 ca_file: f.ca.as_ref().map(|p| p.display().to_string()),
                 insecure_skip_verify: f.skip_verify,
             },
-            credentials: Credentials::Password(Secret::new(password)),
+            credentials: match f.authuser.as_deref().filter(|a| !a.is_empty()) {
+                Some(admin) => Credentials::Admin {
+                    admin: admin.to_owned(),
+                    secret: Secret::new(password),
+                },
+                None => Credentials::Password(Secret::new(password)),
+            },
         })
     }
 
@@ -696,6 +711,7 @@ struct SideFlags<'a> {
     skip_verify: bool,
     password_file: &'a Option<PathBuf>,
     password_var: &'static str,
+    authuser: &'a Option<String>,
 }
 
 #[cfg(test)]
@@ -864,7 +880,9 @@ mod tests {
             ),
             ("other.example", 1993)
         );
-        let Credentials::Password(p) = &s.pairs[1].src.credentials;
+        let Credentials::Password(p) = &s.pairs[1].src.credentials else {
+            panic!("a password login")
+        };
         assert_eq!(
             p.expose(),
             "pw-b",

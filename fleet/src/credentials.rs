@@ -31,8 +31,16 @@ impl std::fmt::Debug for Secret {
 /// How one side logs in.
 #[derive(Debug, Clone)]
 pub enum Credentials {
-    /// LOGIN / AUTHENTICATE PLAIN with a password.
+    /// LOGIN / AUTHENTICATE PLAIN with the user's own password.
     Password(Secret),
+    /// AUTHENTICATE PLAIN as an administrator (master user) on behalf of the endpoint's user
+    /// (RFC 4616 authorization identity); the secret is the administrator's password.
+    Admin {
+        /// The administrator's login name.
+        admin: String,
+        /// The administrator's password.
+        secret: Secret,
+    },
 }
 
 /// Where a worker finds a pair's endpoints and secrets.

@@ -98,6 +98,7 @@ pub struct TestServers {
     smallquota_fields: String,
     smallmsg_bytes: u64,
     smallmsg_fields: String,
+    master: Option<(String, String)>,
 }
 
 static SERVERS: OnceLock<std::result::Result<TestServers, String>> = OnceLock::new();
@@ -195,6 +196,13 @@ impl TestServers {
             smallquota_fields: get("MAILFERRY_TEST_SMALLQUOTA_FIELDS")?.to_owned(),
             smallmsg_bytes: number("MAILFERRY_TEST_SMALLMSG_BYTES")?,
             smallmsg_fields: get("MAILFERRY_TEST_SMALLMSG_FIELDS")?.to_owned(),
+            master: match (
+                vars.get("MAILFERRY_TEST_MASTER_USER"),
+                vars.get("MAILFERRY_TEST_MASTER_PASSWORD"),
+            ) {
+                (Some(u), Some(p)) => Some(((*u).to_owned(), (*p).to_owned())),
+                _ => None,
+            },
         })
     }
 
@@ -214,6 +222,12 @@ impl TestServers {
             Side::Source => self.source,
             Side::Target => self.target,
         }
+    }
+
+    /// The administrator (Dovecot master user) of both servers and its password, when the
+    /// servers were started by a `scripts/test-servers` that configures one.
+    pub fn master(&self) -> Option<(&str, &str)> {
+        self.master.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
     }
 
     /// PEM file of the CA that signed both servers' certificate.

@@ -1237,3 +1237,72 @@ async fn folder_roles_can_be_left_out_and_folders_renamed() {
         "the skipped folder is reported: {out}"
     );
 }
+
+/// Admin logins (`--src-authuser` / `--dst-authuser`): SASL PLAIN with an authorization
+/// identity, with the administrator's password, on both sides; a wrong admin password is a
+/// refused login (exit 4) and never appears in the output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_logins_act_for_the_mailbox_owner() {
+    let servers = TestServers::get();
+    let (admin, admin_password) = servers
+        .master()
+        .expect("scripts/test-servers configures a master user");
+    let pair = Pair::new("admin", "admin");
+    let mut g = Fixtures::new(6_601);
+    let inbox = vec![g.ordinary(), g.ordinary()];
+    seed(
+        &pair.src,
+        &[Seed {
+            name: "INBOX",
+            subscribe: false,
+            messages: &inbox,
+        }],
+    )
+    .await;
+    let state = pair.state();
+    let args = [
+        "--json",
+        "--state",
+        state.as_str(),
+        "--src-authuser",
+        admin,
+        "--dst-authuser",
+        admin,
+    ];
+    let run = |password: &str| {
+        let mut cmd = mailferry_tests::cli::command("migrate", &pair.src, &pair.dst, &args);
+        cmd.env("MAILFERRY_SRC_PASSWORD", password)
+            .env("MAILFERRY_DST_PASSWORD", password);
+        cmd
+    };
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        run("not-the-admin-password").output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        run(admin_password).output(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(!stdout.contains(admin_password) && !stderr.contains(admin_password));
+    pair.target()
+        .await
+        .expect_fixtures("INBOX", &refs(&inbox))
+        .unwrap();
+}

@@ -197,6 +197,10 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
         let mut conn = Connection::connect(&endpoint, side, &self.config.connect).await?;
         match &creds {
             Credentials::Password(p) => conn.login(&endpoint.user, p.expose()).await?,
+            Credentials::Admin { admin, secret } => {
+                conn.login_as(&endpoint.user, Some(admin), secret.expose())
+                    .await?
+            }
         }
         Ok(conn)
     }

@@ -322,6 +322,17 @@ impl Connection {
     /// Logs in with a password: AUTHENTICATE PLAIN when offered (any byte in the password is
     /// safe there), LOGIN otherwise.
     pub async fn login(&mut self, user: &str, password: &str) -> ImapResult<()> {
+        self.login_as(user, None, password).await
+    }
+
+    /// Logs in as `user`, or, with `admin`, as the administrator `admin` acting for `user`
+    /// (SASL PLAIN with an authorization identity, RFC 4616 §2; Dovecot master users).
+    pub async fn login_as(
+        &mut self,
+        user: &str,
+        admin: Option<&str>,
+        password: &str,
+    ) -> ImapResult<()> {
         if self.capabilities.is_empty() {
             self.refresh_capabilities().await?;
         }
@@ -332,10 +343,22 @@ impl Connection {
                     .into(),
             ));
         }
+        if admin.is_some() && !self.has_capability("AUTH=PLAIN") {
+            return Err(self.err(
+                ErrorKind::Config,
+                "the server does not offer AUTHENTICATE PLAIN, which an administrator login (--src-authuser / --dst-authuser) needs".into(),
+            ));
+        }
         let done = if self.has_capability("AUTH=PLAIN") {
-            let mut sasl = Vec::with_capacity(user.len() * 2 + password.len() + 2);
+            // authzid NUL authcid NUL password; without an administrator the authzid is empty.
+            let (authzid, authcid) = match admin {
+                Some(a) => (user, a),
+                None => ("", user),
+            };
+            let mut sasl = Vec::with_capacity(authzid.len() + authcid.len() + password.len() + 2);
+            sasl.extend_from_slice(authzid.as_bytes());
             sasl.push(0);
-            sasl.extend_from_slice(user.as_bytes());
+            sasl.extend_from_slice(authcid.as_bytes());
             sasl.push(0);
             sasl.extend_from_slice(password.as_bytes());
             let b64 = base64(&sasl);
