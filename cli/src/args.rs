@@ -79,6 +79,13 @@ pub struct CommonArgs {
     /// Log into the target as this administrator (master user) acting for the URL's user.
     #[arg(long, env = "MAILFERRY_DST_AUTHUSER")]
     pub dst_authuser: Option<String>,
+    /// Log into the source with the OAuth 2.0 access token in this file (OAUTHBEARER where
+    /// offered, else XOAUTH2), re-read at every connection so a refresher can rotate it.
+    #[arg(long, env = "MAILFERRY_SRC_OAUTH2_TOKEN_FILE")]
+    pub src_oauth2_token_file: Option<PathBuf>,
+    /// Log into the target with the OAuth 2.0 access token in this file.
+    #[arg(long, env = "MAILFERRY_DST_OAUTH2_TOKEN_FILE")]
+    pub dst_oauth2_token_file: Option<PathBuf>,
     /// File holding the source password (instead of MAILFERRY_SRC_PASSWORD).
     #[arg(long, env = "MAILFERRY_SRC_PASSWORD_FILE")]
     pub src_password_file: Option<PathBuf>,
@@ -449,6 +456,7 @@ impl CommonArgs {
                 password_file: &self.src_password_file,
                 password_var: "MAILFERRY_SRC_PASSWORD",
                 authuser: &self.src_authuser,
+                token_file: &self.src_oauth2_token_file,
             },
             Which::Dst => SideFlags {
                 flag: "--dst",
@@ -458,6 +466,7 @@ impl CommonArgs {
                 password_file: &self.dst_password_file,
                 password_var: "MAILFERRY_DST_PASSWORD",
                 authuser: &self.dst_authuser,
+                token_file: &self.dst_oauth2_token_file,
             },
         }
     }
@@ -508,29 +517,35 @@ impl CommonArgs {
                 f.flag, parsed.host
             ));
         }
-        let password = match password {
-            Some(p) => Some(p),
-            None => match f.password_file {
-                Some(file) => match std::fs::read_to_string(file) {
-                    Ok(s) => Some(s.trim_end_matches(['\r', '\n']).to_owned()),
-                    Err(e) => {
-                        errors.push(format!("{}-password-file {}: {e}", f.flag, file.display()));
-                        None
-                    }
-                },
-                None => {
-                    let p = env.var(f.password_var);
-                    if p.is_none() {
-                        errors.push(format!(
-                            "no password for {}: set {} or use {}-password-file",
-                            f.flag, f.password_var, f.flag
-                        ));
-                    }
-                    p
+        let credentials = match f.token_file {
+            Some(file) => {
+                if f.authuser.is_some() {
+                    errors.push(format!(
+                        "{0}-oauth2-token-file and {0}-authuser exclude each other: an administrator logs in with a password",
+                        f.flag
+                    ));
+                } else if let Err(e) = std::fs::metadata(file) {
+                    errors.push(format!(
+                        "{}-oauth2-token-file {}: {e}",
+                        f.flag,
+                        file.display()
+                    ));
                 }
-            },
+                Some(Credentials::OAuth2 {
+                    token_file: file.clone(),
+                })
+            }
+            None => self.password(&f, password, env, &mut errors).map(|secret| {
+                match f.authuser.as_deref().filter(|a| !a.is_empty()) {
+                    Some(admin) => Credentials::Admin {
+                        admin: admin.to_owned(),
+                        secret,
+                    },
+                    None => Credentials::Password(secret),
+                }
+            }),
         };
-        let Some(password) = password.filter(|_| errors.is_empty()) else {
+        let Some(credentials) = credentials.filter(|_| errors.is_empty()) else {
             return Err(errors);
         };
         Ok(Side {
@@ -542,16 +557,40 @@ impl CommonArgs {
                 ca_file: f.ca.as_ref().map(|p| p.display().to_string()),
                 insecure_skip_verify: f.skip_verify,
             },
-            credentials: match f.authuser.as_deref().filter(|a| !a.is_empty()) {
-                Some(admin) => Credentials::Admin {
-                    admin: admin.to_owned(),
-                    secret: Secret::new(password),
-                },
-                None => Credentials::Password(Secret::new(password)),
-            },
+            credentials,
         })
     }
 
+    /// The password: one given in the URL or the batch record, else the password file, else
+    /// the environment variable.
+    fn password(
+        &self,
+        f: &SideFlags<'_>,
+        given: Option<String>,
+        env: &dyn SecretEnv,
+        errors: &mut Vec<String>,
+    ) -> Option<Secret> {
+        if let Some(p) = given {
+            return Some(Secret::new(p));
+        }
+        if let Some(file) = f.password_file {
+            return match std::fs::read_to_string(file) {
+                Ok(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']))),
+                Err(e) => {
+                    errors.push(format!("{}-password-file {}: {e}", f.flag, file.display()));
+                    None
+                }
+            };
+        }
+        let p = env.var(f.password_var);
+        if p.is_none() {
+            errors.push(format!(
+                "no password for {}: set {} or use {}-password-file",
+                f.flag, f.password_var, f.flag
+            ));
+        }
+        p.map(Secret::new)
+    }
     fn single_pair(
         &self,
         env: &dyn SecretEnv,
@@ -712,6 +751,7 @@ struct SideFlags<'a> {
     password_file: &'a Option<PathBuf>,
     password_var: &'static str,
     authuser: &'a Option<String>,
+    token_file: &'a Option<PathBuf>,
 }
 
 #[cfg(test)]

@@ -33,6 +33,12 @@ impl std::fmt::Debug for Secret {
 pub enum Credentials {
     /// LOGIN / AUTHENTICATE PLAIN with the user's own password.
     Password(Secret),
+    /// An OAuth 2.0 access token (OAUTHBEARER or XOAUTH2), read from this file at every
+    /// (re)connect so an external refresher can rotate it during long runs.
+    OAuth2 {
+        /// The file holding the token.
+        token_file: std::path::PathBuf,
+    },
     /// AUTHENTICATE PLAIN as an administrator (master user) on behalf of the endpoint's user
     /// (RFC 4616 authorization identity); the secret is the administrator's password.
     Admin {

@@ -42,6 +42,12 @@ pub enum Script {
     /// Double and trailing spaces in CAPABILITY (a quirk strict parsers die on); otherwise
     /// enough of a server for `check` to list one empty INBOX.
     OddCapability,
+    /// Offers only `AUTH=XOAUTH2` (no password logins) and accepts access tokens that start
+    /// with `good-`; a refused token gets the JSON error challenge Gmail sends, then `NO`.
+    /// Otherwise like [`Script::OddCapability`]. Tokens seen are logged as `TOKEN MECH token`.
+    XOAuth2,
+    /// Like [`Script::XOAuth2`] with `AUTH=OAUTHBEARER` (RFC 7628).
+    OAuthBearer,
 }
 
 /// A running fake server; stops (listener and every connection) when dropped.
@@ -131,6 +137,12 @@ async fn serve(
             b"* OK  [CAPABILITY IMAP4rev1  SASL-IR  AUTH=PLAIN  ]  Fake  ready  \r\n"
         }
         Script::GreetThenSilent | Script::RejectLogin => b"* OK Fake IMAP server ready\r\n",
+        Script::XOAuth2 => {
+            b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=XOAUTH2 LOGINDISABLED] ready\r\n"
+        }
+        Script::OAuthBearer => {
+            b"* OK [CAPABILITY IMAP4rev1 SASL-IR AUTH=OAUTHBEARER LOGINDISABLED] ready\r\n"
+        }
     };
     write.write_all(greeting).await?;
     if matches!(script, Script::Http | Script::Ssh | Script::Bye) {
@@ -159,6 +171,45 @@ async fn serve(
         if script == Script::GreetThenSilent {
             continue;
         }
+        if matches!(script, Script::XOAuth2 | Script::OAuthBearer) && cmd == "AUTHENTICATE" {
+            let (mech, initial) = args.split_once(' ').unwrap_or((args, ""));
+            let mut response = initial.to_owned();
+            if response.is_empty() {
+                write.write_all(b"+ \r\n").await?;
+                (&mut reader)
+                    .take(MAX_LINE)
+                    .read_line(&mut response)
+                    .await?;
+            }
+            let token = bearer_token(response.trim()).unwrap_or_default();
+            if let Ok(mut l) = log.lock() {
+                l.push(format!("TOKEN {} {token}", mech.to_ascii_uppercase()));
+            }
+            let wanted = if script == Script::XOAuth2 {
+                "XOAUTH2"
+            } else {
+                "OAUTHBEARER"
+            };
+            if mech.eq_ignore_ascii_case(wanted) && token.starts_with("good-") {
+                write
+                    .write_all(format!("{tag} OK Logged in\r\n").as_bytes())
+                    .await?;
+            } else {
+                // {"status":"401","schemes":"bearer"}: the client must answer before the NO.
+                write
+                    .write_all(b"+ eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=\r\n")
+                    .await?;
+                let mut ack = String::new();
+                (&mut reader).take(MAX_LINE).read_line(&mut ack).await?;
+                write
+                    .write_all(
+                        format!("{tag} NO [AUTHENTICATIONFAILED] Invalid credentials\r\n")
+                            .as_bytes(),
+                    )
+                    .await?;
+            }
+            continue;
+        }
         if cmd == "AUTHENTICATE" && !args.contains(' ') {
             // No SASL initial response: ask for it and read (and ignore) it.
             write.write_all(b"+ \r\n").await?;
@@ -175,6 +226,39 @@ async fn serve(
         }
     }
     Ok(())
+}
+
+/// The bearer token in a base64 XOAUTH2 or OAUTHBEARER initial response.
+fn bearer_token(b64: &str) -> Option<String> {
+    let bytes = base64_decode(b64)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let start = text.find("auth=Bearer ")? + "auth=Bearer ".len();
+    let rest = &text[start..];
+    Some(rest.split('\x01').next().unwrap_or_default().to_owned())
+}
+
+/// Standard base64 decoding (RFC 4648 §4), padding optional; `None` on any other byte.
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in s.bytes().filter(|c| *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
 }
 
 /// The reply to one command; the tagged completion included.

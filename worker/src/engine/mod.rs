@@ -197,6 +197,32 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
         let mut conn = Connection::connect(&endpoint, side, &self.config.connect).await?;
         match &creds {
             Credentials::Password(p) => conn.login(&endpoint.user, p.expose()).await?,
+            Credentials::OAuth2 { token_file } => {
+                let token = std::fs::read_to_string(token_file)
+                    .map(|t| t.trim().to_owned())
+                    .map_err(|e| {
+                        ImapError::new(
+                            ErrorKind::Config,
+                            side,
+                            format!(
+                                "{side}: cannot read the OAuth2 token file {}: {e}",
+                                token_file.display()
+                            ),
+                        )
+                    })?;
+                if token.is_empty() {
+                    return Err(ImapError::new(
+                        ErrorKind::Auth,
+                        side,
+                        format!(
+                            "{side}: the OAuth2 token file {} is empty",
+                            token_file.display()
+                        ),
+                    ));
+                }
+                conn.login_oauth2(&endpoint.user, &token, &endpoint.host, endpoint.port)
+                    .await?
+            }
             Credentials::Admin { admin, secret } => {
                 conn.login_as(&endpoint.user, Some(admin), secret.expose())
                     .await?

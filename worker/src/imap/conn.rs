@@ -361,14 +361,7 @@ impl Connection {
             sasl.extend_from_slice(authcid.as_bytes());
             sasl.push(0);
             sasl.extend_from_slice(password.as_bytes());
-            let b64 = base64(&sasl);
-            if self.has_capability("SASL-IR") {
-                self.run_secret(&format!("AUTHENTICATE PLAIN {b64}"))
-                    .await?
-            } else {
-                self.authenticate_continued("AUTHENTICATE PLAIN", &b64)
-                    .await?
-            }
+            self.sasl("PLAIN", &base64(&sasl), "").await?
         } else {
             self.run_args(&[
                 Arg::text("LOGIN "),
@@ -378,6 +371,50 @@ impl Connection {
             ])
             .await?
         };
+        self.logged_in(done, "check the user name and password")
+            .await
+    }
+
+    /// Logs in with an OAuth 2.0 access token: OAUTHBEARER (RFC 7628) where offered, else
+    /// XOAUTH2 (Google's and Microsoft's mechanism).
+    pub async fn login_oauth2(
+        &mut self,
+        user: &str,
+        token: &str,
+        host: &str,
+        port: u16,
+    ) -> ImapResult<()> {
+        if self.capabilities.is_empty() {
+            self.refresh_capabilities().await?;
+        }
+        let done = if self.has_capability("AUTH=OAUTHBEARER") {
+            // RFC 7628 §3.1: gs2 header with the user (`,` and `=` escaped), then key/values.
+            let authzid = user.replace('=', "=3D").replace(',', "=2C");
+            let msg = format!(
+                "n,a={authzid},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01"
+            );
+            // RFC 7628 §3.2.3: after an error challenge the client sends %x01.
+            self.sasl("OAUTHBEARER", &base64(msg.as_bytes()), "AQ==")
+                .await?
+        } else if self.has_capability("AUTH=XOAUTH2") {
+            let msg = format!("user={user}\x01auth=Bearer {token}\x01\x01");
+            // After the JSON error challenge the client sends an empty response.
+            self.sasl("XOAUTH2", &base64(msg.as_bytes()), "").await?
+        } else {
+            return Err(self.err(
+                ErrorKind::Config,
+                "the server offers neither OAUTHBEARER nor XOAUTH2; log in with a password instead"
+                    .into(),
+            ));
+        };
+        self.logged_in(
+            done,
+            "check that the access token is current and belongs to this user",
+        )
+        .await
+    }
+
+    async fn logged_in(&mut self, done: Completion, advice: &str) -> ImapResult<()> {
         match done.status {
             Status::Ok => {
                 if let Some(c) = done.code.filter(|c| c.name == "CAPABILITY") {
@@ -393,31 +430,36 @@ impl Connection {
                     "UNAVAILABLE" | "INUSE" => ErrorKind::Throttled,
                     _ => ErrorKind::Auth,
                 };
-                Err(self.err(
-                    kind,
-                    format!(
-                        "login refused ({}); check the user name and password",
-                        if done.text.is_empty() {
-                            code.to_owned()
-                        } else {
-                            done.text.clone()
-                        }
-                    ),
-                ))
+                let why = if done.text.is_empty() {
+                    code.to_owned()
+                } else {
+                    done.text.clone()
+                };
+                Err(self.err(kind, format!("login refused ({why}); {advice}")))
             }
         }
     }
 
-    async fn authenticate_continued(
-        &mut self,
-        cmd: &str,
-        response: &str,
-    ) -> ImapResult<Completion> {
-        let tag = self.send_line(cmd).await?;
-        loop {
+    /// One SASL exchange (RFC 3501 §6.2.2, RFC 4959 SASL-IR): the initial response inline when
+    /// the server takes it, else after the first `+`; any further challenge (an error report,
+    /// as XOAUTH2 and OAUTHBEARER send) is answered with `ack` so the server can say NO.
+    async fn sasl(&mut self, mech: &str, initial: &str, ack: &str) -> ImapResult<Completion> {
+        let inline = self.has_capability("SASL-IR");
+        let tag = if inline {
+            self.send_line(&format!("AUTHENTICATE {mech} {initial}"))
+                .await?
+        } else {
+            self.send_line(&format!("AUTHENTICATE {mech}")).await?
+        };
+        let mut sent_initial = inline;
+        let mut challenges = 0;
+        while challenges < 8 {
             match self.read_response().await? {
                 Response::Continue(_) => {
-                    let mut line = response.as_bytes().to_vec();
+                    challenges += 1;
+                    let reply = if sent_initial { ack } else { initial };
+                    sent_initial = true;
+                    let mut line = reply.as_bytes().to_vec();
                     line.extend_from_slice(b"\r\n");
                     self.write(&line).await?;
                     self.flush().await?;
@@ -429,13 +471,10 @@ impl Connection {
                 }
             }
         }
-    }
-
-    /// Runs a command whose text holds a secret: identical to [`Connection::run`], named so that
-    /// no trace of the command is ever logged.
-    async fn run_secret(&mut self, cmd: &str) -> ImapResult<Completion> {
-        let tag = self.send_line(cmd).await?;
-        self.finish(&tag).await
+        Err(self.err(
+            ErrorKind::Protocol,
+            format!("the server kept challenging AUTHENTICATE {mech}"),
+        ))
     }
 
     /// Runs a simple command and waits for its completion.
