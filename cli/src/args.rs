@@ -31,6 +31,54 @@ pub enum Command {
     Migrate(MigrateArgs),
 }
 
+/// Provider presets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Provider {
+    /// Google Gmail / Workspace.
+    Gmail,
+    /// Microsoft 365 / Exchange Online.
+    Office365,
+    /// No provider-specific limits.
+    Generic,
+}
+
+/// Connections and rates in force for a run: explicit flags, else the provider's preset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections per account and side.
+    pub connections: usize,
+    /// Bytes per second per pair.
+    pub bytes_per_second: Option<u64>,
+    /// Messages per second per pair.
+    pub messages_per_second: Option<u64>,
+}
+
+impl Provider {
+    /// The preset. Gmail allows about 15 simultaneous IMAP connections per account (and about
+    /// 500 MB of IMAP upload per day); 8 leaves room for the user's own clients. Microsoft 365
+    /// throttles per mailbox and answers with "Suggested Backoff Time" hints, which are honoured;
+    /// 4 connections and 10 messages/s are a conservative start, not a published limit.
+    pub fn limits(self) -> Limits {
+        match self {
+            Provider::Gmail => Limits {
+                connections: 8,
+                bytes_per_second: None,
+                messages_per_second: None,
+            },
+            Provider::Office365 => Limits {
+                connections: 4,
+                bytes_per_second: None,
+                messages_per_second: Some(10),
+            },
+            Provider::Generic => Limits {
+                connections: 4,
+                bytes_per_second: None,
+                messages_per_second: None,
+            },
+        }
+    }
+}
+
 /// TLS mode flag values.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum TlsFlag {
@@ -118,9 +166,19 @@ pub struct CommonArgs {
     /// Leave out messages larger than this (bytes; K, M, G suffixes allowed).
     #[arg(long, env = "MAILFERRY_MAX_SIZE")]
     pub max_size: Option<String>,
-    /// Connections per account and side.
-    #[arg(long, env = "MAILFERRY_CONNECTIONS", default_value_t = 4)]
-    pub connections: usize,
+    /// Connections per account and side (default 4, or the --provider preset).
+    #[arg(long, env = "MAILFERRY_CONNECTIONS")]
+    pub connections: Option<usize>,
+    /// Per mailbox pair: message bytes per second, fetched and appended together (K, M, G).
+    #[arg(long, env = "MAILFERRY_MAX_BYTES_PER_SECOND")]
+    pub max_bytes_per_second: Option<String>,
+    /// Per mailbox pair: messages per second.
+    #[arg(long, env = "MAILFERRY_MAX_MESSAGES_PER_SECOND")]
+    pub max_messages_per_second: Option<u64>,
+    /// Presets for a provider's limits: gmail, office365 or generic (see README, "Providers");
+    /// explicit flags win.
+    #[arg(long, env = "MAILFERRY_PROVIDER", value_enum)]
+    pub provider: Option<Provider>,
     /// Seconds of silence from a server before a wait is given up.
     #[arg(long, env = "MAILFERRY_TIMEOUT", default_value_t = 120)]
     pub timeout: u64,
@@ -331,6 +389,21 @@ pub fn parse_size(s: &str) -> Option<u64> {
 }
 
 impl CommonArgs {
+    /// Connections and rates in force: explicit flags, else the `--provider` preset, else the
+    /// defaults. Call after [`CommonArgs::settings`] validated the values.
+    pub fn limits(&self) -> Limits {
+        let preset = self.provider.unwrap_or(Provider::Generic).limits();
+        Limits {
+            connections: self.connections.unwrap_or(preset.connections),
+            bytes_per_second: self
+                .max_bytes_per_second
+                .as_deref()
+                .and_then(parse_size)
+                .or(preset.bytes_per_second),
+            messages_per_second: self.max_messages_per_second.or(preset.messages_per_second),
+        }
+    }
+
     /// Validates everything, collecting every problem.
     pub fn settings(
         &self,
@@ -413,11 +486,20 @@ impl CommonArgs {
                 }
             },
         };
-        if self.connections == 0 || self.connections > 64 {
+        if let Some(c) = self.connections
+            && (c == 0 || c > 64)
+        {
+            errors.push(format!("--connections {c} must be between 1 and 64"));
+        }
+        if let Some(b) = &self.max_bytes_per_second
+            && parse_size(b).is_none_or(|v| v == 0)
+        {
             errors.push(format!(
-                "--connections {} must be between 1 and 64",
-                self.connections
+                "--max-bytes-per-second {b:?} is not a positive size (bytes, or with K, M, G)"
             ));
+        }
+        if self.max_messages_per_second == Some(0) {
+            errors.push("--max-messages-per-second must be at least 1".into());
         }
         if self.timeout == 0 {
             errors.push("--timeout must be at least 1 second".into());

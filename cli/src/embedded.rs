@@ -88,6 +88,8 @@ fn engine_config(common: &CommonArgs, budget: u64) -> EngineConfig {
             ..ConnectOptions::default()
         },
         budget_bytes: budget - budget / 4,
+        max_bytes_per_second: common.limits().bytes_per_second,
+        max_messages_per_second: common.limits().messages_per_second,
         ..EngineConfig::default()
     }
 }
@@ -317,7 +319,7 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
         ..RunOptions::default()
     };
     let printer = Printer::new(false);
-    let connections = args.common.connections;
+    let connections = args.common.limits().connections;
     let mut results: Vec<(usize, Option<u64>, PairSummary)> =
         futures::stream::iter(specs.into_iter().enumerate())
             .map(|(i, (record, spec))| {

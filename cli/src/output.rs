@@ -132,6 +132,13 @@ pub fn summary_text(s: &PairSummary) -> String {
     let _ = writeln!(o, "  already on the target: {}", s.already_present);
     let _ = writeln!(o, "  left out by options: {}", s.excluded);
     let _ = writeln!(o, "  failed: {}", s.failed);
+    if s.throttled_secs > 0.0 {
+        let _ = writeln!(
+            o,
+            "  paused because a server asked to slow down: {:.0} s",
+            s.throttled_secs
+        );
+    }
     for f in &s.failures {
         let _ = writeln!(
             o,

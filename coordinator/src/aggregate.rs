@@ -27,6 +27,7 @@ pub struct PairTally {
     reported: HashSet<(String, u32)>,
     failed_folders: HashSet<String>,
     planned_bytes: u64,
+    throttles: u32,
 }
 
 impl PairTally {
@@ -47,6 +48,7 @@ impl PairTally {
                 already_present: 0,
                 excluded: 0,
                 failed: 0,
+                throttled_secs: 0.0,
                 failures: Vec::new(),
                 warnings: Vec::new(),
                 error: None,
@@ -61,6 +63,7 @@ impl PairTally {
             reported: HashSet::new(),
             failed_folders: HashSet::new(),
             planned_bytes: 0,
+            throttles: 0,
         }
     }
 
@@ -244,6 +247,12 @@ impl PairTally {
         self.summary.error = Some(f.message.clone());
     }
 
+    /// A server asked to slow down; the pair waits `delay`.
+    pub fn throttled(&mut self, delay: std::time::Duration) {
+        self.throttles += 1;
+        self.summary.throttled_secs += delay.as_secs_f64();
+    }
+
     /// The user interrupted the run.
     pub fn interrupted(&mut self) {
         self.summary.status = PairStatus::Interrupted;
@@ -274,6 +283,16 @@ impl PairTally {
 
     /// The final summary.
     pub fn finish(mut self) -> PairSummary {
+        if self.throttles > 0 {
+            self.warn(Warning {
+                code: mailferry_proto::report::WarningCode::Throttled,
+                folder: None,
+                message: format!(
+                    "a server asked to slow down {} time(s); the migration paused {:.0} s in all",
+                    self.throttles, self.summary.throttled_secs
+                ),
+            });
+        }
         if self.summary.status == PairStatus::Completed && self.summary.failed > 0 {
             self.summary.status = PairStatus::CompletedWithFailures;
         }

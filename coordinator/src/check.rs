@@ -212,6 +212,7 @@ pub async fn run<Q: mailferry_fleet::TaskQueue>(
                 kind: mailferry_proto::ErrorKind::Protocol,
                 side: None,
                 message: "unexpected outcome".into(),
+                retry_after_ms: None,
             }),
         };
     }
@@ -219,5 +220,6 @@ pub async fn run<Q: mailferry_fleet::TaskQueue>(
         kind: mailferry_proto::ErrorKind::Transient,
         side: None,
         message: "the check was interrupted".into(),
+        retry_after_ms: None,
     })
 }

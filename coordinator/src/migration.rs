@@ -177,7 +177,16 @@ pub async fn run<Q: TaskQueue, S: Store>(
             && matches!(f.kind, ErrorKind::Transient | ErrorKind::Throttled)
             && task.attempt + 1 < opts.max_attempts
         {
-            let delay = d.backoff(task.attempt, f.kind);
+            // The server's own word on how long to wait wins over our backoff (at least 1 s,
+            // at most 30 min).
+            let delay = match f.retry_after_ms {
+                Some(ms) => Duration::from_millis(ms)
+                    .clamp(Duration::from_secs(1), Duration::from_secs(1800)),
+                None => d.backoff(task.attempt, f.kind),
+            };
+            if f.kind == ErrorKind::Throttled {
+                run.tally.throttled(delay);
+            }
             progress.retrying(&run.spec, f, delay);
             d.retry(task, delay);
             continue;

@@ -35,6 +35,8 @@ pub enum WarningCode {
     FoldersMerged,
     /// The target rewrote a message on APPEND (keys differ), idempotency rests on the state.
     KeyUnstable,
+    /// A server asked to slow down; the run paused.
+    Throttled,
     /// Certificate verification was switched off.
     InsecureTls,
     /// A password was given in the URL.
@@ -231,6 +233,8 @@ pub struct PairSummary {
     pub excluded: u64,
     /// Messages that failed.
     pub failed: u64,
+    /// Seconds spent waiting because a server asked to slow down (throttling, back-off hints).
+    pub throttled_secs: f64,
     /// Each failure.
     pub failures: Vec<MessageFailure>,
     /// Warnings.

@@ -247,6 +247,10 @@ pub struct TaskFailure {
     pub side: Option<Side>,
     /// One plain sentence naming the account and what to do. Never contains a secret.
     pub message: String,
+    /// How long the server asked us to wait before trying again, in milliseconds (e.g.
+    /// Microsoft's "Suggested Backoff Time").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// Facts about one folder of one account.

@@ -48,6 +48,10 @@ pub enum Script {
     XOAuth2,
     /// Like [`Script::XOAuth2`] with `AUTH=OAUTHBEARER` (RFC 7628).
     OAuthBearer,
+    /// Like [`Script::OddCapability`], but the first login of the server's life is refused
+    /// the way Microsoft 365 throttles: `NO [UNAVAILABLE] ... is throttled. Suggested Backoff
+    /// Time: 1500 milliseconds`.
+    ThrottleOnce,
 }
 
 /// A running fake server; stops (listener and every connection) when dropped.
@@ -133,7 +137,7 @@ async fn serve(
         Script::Http => b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
         Script::Ssh => b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n",
         Script::Bye => b"* BYE [UNAVAILABLE] Server shutting down, try again later\r\n",
-        Script::OddCapability => {
+        Script::OddCapability | Script::ThrottleOnce => {
             b"* OK  [CAPABILITY IMAP4rev1  SASL-IR  AUTH=PLAIN  ]  Fake  ready  \r\n"
         }
         Script::GreetThenSilent | Script::RejectLogin => b"* OK Fake IMAP server ready\r\n",
@@ -219,7 +223,24 @@ async fn serve(
                 .read_line(&mut response)
                 .await?;
         }
-        let reply = answer(script, tag, &cmd, args);
+        let first_login = script == Script::ThrottleOnce
+            && matches!(cmd.as_str(), "LOGIN" | "AUTHENTICATE")
+            && log
+                .lock()
+                .map(|l| {
+                    l.iter()
+                        .filter(|c| c.starts_with("LOGIN") || c.starts_with("AUTHENTICATE"))
+                        .count()
+                        == 1
+                })
+                .unwrap_or(false);
+        let reply = if first_login {
+            format!(
+                "{tag} NO [UNAVAILABLE] Request is throttled. Suggested Backoff Time: 1500 milliseconds\r\n"
+            )
+        } else {
+            answer(script, tag, &cmd, args)
+        };
         write.write_all(reply.as_bytes()).await?;
         if cmd == "LOGOUT" {
             return Ok(());

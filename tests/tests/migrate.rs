@@ -1306,3 +1306,36 @@ async fn admin_logins_act_for_the_mailbox_owner() {
         .expect_fixtures("INBOX", &refs(&inbox))
         .unwrap();
 }
+
+/// `--max-messages-per-second` spreads the copy over time (a lower bound only: never a speed
+/// assertion), and the copy stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_rate_limits_slow_the_copy_and_keep_it_exact() {
+    let pair = Pair::new("rate", "rate");
+    let mut g = Fixtures::new(6_701);
+    let inbox: Vec<Fixture> = (0..30).map(|_| g.ordinary()).collect();
+    seed(
+        &pair.src,
+        &[Seed {
+            name: "INBOX",
+            subscribe: false,
+            messages: &inbox,
+        }],
+    )
+    .await;
+    let out = pair
+        .migrate(&["--max-messages-per-second", "20", "--connections", "4"])
+        .await;
+    assert_code(&out, 0);
+    // 30 messages at 20 per second cannot take less than 29/20 s.
+    assert!(
+        out.elapsed >= std::time::Duration::from_millis(1450),
+        "{:?}",
+        out.elapsed
+    );
+    assert_exact(
+        &pair.source().await,
+        &pair.target().await,
+        &[("INBOX", "INBOX")],
+    );
+}

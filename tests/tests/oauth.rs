@@ -111,3 +111,68 @@ async fn a_refused_token_is_a_failed_login_and_never_printed() {
     assert_eq!(run.code, 2, "{}", run.out);
     assert_eq!(server.connections(), before);
 }
+
+/// A server that throttles the first login with Microsoft's "Suggested Backoff Time" hint: the
+/// run waits that long (visible in the summary), logs in again and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_login_waits_the_suggested_backoff_then_completes() {
+    let server = FakeServer::start(Script::ThrottleOnce).await.unwrap();
+    let url = format!("imap://alice@127.0.0.1:{}", server.port());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(binary());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MAILFERRY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.args([
+        "migrate",
+        "--json",
+        "--src",
+        &url,
+        "--dst",
+        &url,
+        "--src-tls",
+        "none",
+        "--dst-tls",
+        "none",
+    ])
+    .arg("--state")
+    .arg(dir.path())
+    .env("MAILFERRY_SRC_PASSWORD", "pw")
+    .env("MAILFERRY_DST_PASSWORD", "pw")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
+    let started = std::time::Instant::now();
+    let o = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "the hint was honoured"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        summary["throttled_secs"].as_f64().unwrap() >= 1.5,
+        "{summary}"
+    );
+    let codes: Vec<&str> = summary["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["code"].as_str())
+        .collect();
+    assert!(codes.contains(&"throttled"), "{codes:?}");
+    assert!(
+        stderr.contains("retrying in 1s") || stderr.contains("retrying in 2s"),
+        "{stderr}"
+    );
+}

@@ -6,6 +6,7 @@ pub mod folders;
 pub mod inventory;
 pub mod list;
 pub mod pipeline;
+pub mod rate;
 
 use std::sync::Arc;
 
@@ -41,6 +42,10 @@ pub struct EngineConfig {
     /// How long a target folder must stay unchanged before messages of unknown origin are
     /// counted (a killed run's last APPENDs may still be landing).
     pub settle: std::time::Duration,
+    /// Per pair: message bytes per second, fetched and appended together.
+    pub max_bytes_per_second: Option<u64>,
+    /// Per pair: messages per second.
+    pub max_messages_per_second: Option<u64>,
     /// A name for lease holders (host and process).
     pub holder: String,
 }
@@ -57,6 +62,8 @@ impl Default for EngineConfig {
             fetch_chunk: 200,
             max_unanswered_bytes: 4 << 20,
             settle: std::time::Duration::from_secs(1),
+            max_bytes_per_second: None,
+            max_messages_per_second: None,
             holder: mailferry_fleet::embedded_holder(),
         }
     }
@@ -143,6 +150,7 @@ pub struct Engine<S: Store, C: CredentialSource> {
     /// The byte budget.
     pub budget: ByteBudget,
     pool: Pool,
+    limits: std::sync::Mutex<std::collections::HashMap<String, Arc<rate::RateLimiter>>>,
 }
 
 impl<S: Store, C: CredentialSource> Engine<S, C> {
@@ -155,6 +163,21 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
             config,
             budget,
             pool: Pool::default(),
+            limits: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The rate limiter of a pair (shared by all its tasks).
+    pub fn limiter(&self, pair_id: &str) -> Arc<rate::RateLimiter> {
+        let make = || {
+            Arc::new(rate::RateLimiter::new(
+                self.config.max_bytes_per_second,
+                self.config.max_messages_per_second,
+            ))
+        };
+        match self.limits.lock() {
+            Ok(mut map) => map.entry(pair_id.to_owned()).or_insert_with(make).clone(),
+            Err(_) => make(),
         }
     }
 
@@ -255,6 +278,9 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
                 kind: e.kind,
                 side: Some(e.side),
                 message: e.message,
+                retry_after_ms: e
+                    .retry_after
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             })
         });
         OutcomeEnvelope {

@@ -227,6 +227,7 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
     }
 
     async fn consume_inner(&mut self, mut rx: mpsc::Receiver<Fetched>) -> ImapResult<()> {
+        let limiter = self.engine.limiter(&self.scope.pair);
         let cfg = &self.engine.config;
         let mut group: Vec<Fetched> = Vec::new();
         let mut group_bytes = 0u64;
@@ -251,6 +252,8 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
                 }
             };
             let Some(f) = next else { break };
+            // --max-bytes-per-second counts both directions: fetched and appended.
+            limiter.take(2 * f.body.len() as u64, 1).await;
             if self.failed_keys.contains(&f.item.key) {
                 // DESIGN.md "Order": after a rank fails, later ranks of that key are not sent.
                 self.result.failed.push(failure(
@@ -439,9 +442,13 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
         for f in group {
             let (kind, reason) = classify_append_refusal(&done, f.body.len() as u64);
             if kind == FailureKind::Transient {
-                return Err(self
+                let e = self
                     .dst
-                    .err(ErrorKind::Transient, format!("APPEND failed: {reason}")));
+                    .err(ErrorKind::Transient, format!("APPEND failed: {reason}"));
+                return Err(match crate::imap::error::throttle_hint(&done.text) {
+                    Some(hint) => e.throttled(hint),
+                    None => e,
+                });
             }
             self.failed_keys.insert(f.item.key);
             self.result
@@ -543,6 +550,9 @@ fn classify_append_refusal(done: &Completion, size: u64) -> (FailureKind, String
         ),
         "UNAVAILABLE" | "SERVERBUG" | "INUSE" => {
             (FailureKind::Transient, format!("[{code}] {text}"))
+        }
+        _ if crate::imap::error::throttle_hint(text).is_some() => {
+            (FailureKind::Transient, format!("{code} {text}"))
         }
         _ if text.to_ascii_lowercase().contains("quota") => (
             FailureKind::OverQuota,

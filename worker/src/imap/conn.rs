@@ -273,7 +273,12 @@ impl Connection {
             Some("UNAVAILABLE" | "THROTTLED" | "LIMIT") => ErrorKind::Throttled,
             _ => ErrorKind::Transient,
         };
-        self.err(kind, format!("the server closed the connection: {text}"))
+        let e = self.err(kind, format!("the server closed the connection: {text}"));
+        match super::error::throttle_hint(text) {
+            Some(hint) => e.throttled(hint),
+            None if kind == ErrorKind::Throttled => e.throttled(None),
+            None => e,
+        }
     }
 
     /// Builds an error about this account.
@@ -435,7 +440,22 @@ impl Connection {
                 } else {
                     done.text.clone()
                 };
-                Err(self.err(kind, format!("login refused ({why}); {advice}")))
+                let hint = super::error::throttle_hint(&done.text);
+                let e = if kind == ErrorKind::Throttled || hint.is_some() {
+                    self.err(
+                        kind,
+                        format!(
+                            "the server refused the login for now ({why}); it asked to slow down"
+                        ),
+                    )
+                } else {
+                    self.err(kind, format!("login refused ({why}); {advice}"))
+                };
+                Err(match hint {
+                    Some(hint) => e.throttled(hint),
+                    None if kind == ErrorKind::Throttled => e.throttled(None),
+                    None => e,
+                })
             }
         }
     }

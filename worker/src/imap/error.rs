@@ -13,6 +13,8 @@ pub struct ImapError {
     pub side: Side,
     /// One plain sentence naming the account and what to do. Never contains a secret.
     pub message: String,
+    /// How long the server asked us to wait before trying again.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ImapError {
@@ -22,12 +24,64 @@ impl ImapError {
             kind,
             side,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, saying the server asked to slow down (and for how long, when it said).
+    pub fn throttled(mut self, retry_after: Option<std::time::Duration>) -> ImapError {
+        self.kind = ErrorKind::Throttled;
+        self.retry_after = retry_after;
+        self
     }
 
     /// Whether retrying (after a reconnect) may help.
     pub fn is_retryable(&self) -> bool {
         matches!(self.kind, ErrorKind::Transient | ErrorKind::Throttled)
+    }
+}
+
+/// Whether a server's words ask to slow down, and for how long when they say: `[THROTTLED]`,
+/// `[UNAVAILABLE]` codes are handled where codes are; this reads the text, e.g. Microsoft's
+/// "... is throttled. Suggested Backoff Time: 201317 milliseconds".
+pub fn throttle_hint(text: &str) -> Option<Option<std::time::Duration>> {
+    let lower = text.to_ascii_lowercase();
+    let hint = lower.find("suggested backoff time:").and_then(|i| {
+        let rest = lower
+            .get(i + "suggested backoff time:".len()..)?
+            .trim_start();
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let n: u64 = digits.parse().ok()?;
+        let unit = rest.get(digits.len()..)?.trim_start();
+        Some(if unit.starts_with("ms") || unit.starts_with("milli") {
+            std::time::Duration::from_millis(n)
+        } else {
+            std::time::Duration::from_secs(n)
+        })
+    });
+    (hint.is_some() || lower.contains("throttled") || lower.contains("too many simultaneous"))
+        .then_some(hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn throttling_words_and_backoff_hints() {
+        assert_eq!(
+            throttle_hint(
+                "AV3 BADRequest is throttled. Suggested Backoff Time: 201317 milliseconds"
+            ),
+            Some(Some(Duration::from_millis(201_317)))
+        );
+        assert_eq!(throttle_hint("Request is throttled."), Some(None));
+        assert_eq!(
+            throttle_hint("Too many simultaneous connections. (Failure)"),
+            Some(None)
+        );
+        assert_eq!(throttle_hint("Authentication failed."), None);
     }
 }
 

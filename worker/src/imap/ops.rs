@@ -73,7 +73,7 @@ fn check(conn: &Connection, done: Completion, what: &str) -> ImapResult<Completi
                 .as_ref()
                 .map(|c| c.name.clone())
                 .unwrap_or_default();
-            Err(conn.err(
+            let e = conn.err(
                 super::conn::classify_code(&code),
                 format!(
                     "{what} failed: {}{}",
@@ -84,7 +84,11 @@ fn check(conn: &Connection, done: Completion, what: &str) -> ImapResult<Completi
                     },
                     done.text
                 ),
-            ))
+            );
+            Err(match super::error::throttle_hint(&done.text) {
+                Some(hint) => e.throttled(hint),
+                None => e,
+            })
         }
     }
 }
