@@ -741,6 +741,7 @@ mod tests {
                         kind: ErrorKind::Transient,
                         side: None,
                         message: "dropped".into(),
+                        retry_after_ms: None,
                     })
                 }
                 TaskBody::CopyBatch(b) => {

@@ -63,6 +63,9 @@ pub fn throttle_hint(text: &str) -> Option<Option<std::time::Duration>> {
         .then_some(hint)
 }
 
+/// Result alias.
+pub type ImapResult<T> = Result<T, ImapError>;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +87,3 @@ mod tests {
         assert_eq!(throttle_hint("Authentication failed."), None);
     }
 }
-
-/// Result alias.
-pub type ImapResult<T> = Result<T, ImapError>;
