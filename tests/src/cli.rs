@@ -203,16 +203,28 @@ pub fn endpoint(account: &TestAccount) -> String {
     )
 }
 
-/// A `mailferry SUBCOMMAND` command between two accounts: endpoints, CAs and passwords set,
-/// inherited `MAILFERRY_*` variables removed (so a developer's environment cannot change a
-/// test), stdin closed, stdout and stderr piped, killed when dropped. `extra` comes last.
-pub fn command(subcommand: &str, src: &TestAccount, dst: &TestAccount, extra: &[&str]) -> Command {
+/// The binary with no arguments yet: inherited `MAILFERRY_*` variables removed (so a
+/// developer's environment cannot change a test), stdin closed, stdout and stderr piped,
+/// killed when dropped.
+pub fn bare_command() -> Command {
     let mut cmd = Command::new(binary());
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("MAILFERRY_") {
             cmd.env_remove(key);
         }
     }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// A `mailferry SUBCOMMAND` command between two accounts: endpoints, CAs and passwords set,
+/// inherited `MAILFERRY_*` variables removed (so a developer's environment cannot change a
+/// test), stdin closed, stdout and stderr piped, killed when dropped. `extra` comes last.
+pub fn command(subcommand: &str, src: &TestAccount, dst: &TestAccount, extra: &[&str]) -> Command {
+    let mut cmd = bare_command();
     cmd.arg(subcommand)
         .arg("--src")
         .arg(endpoint(src))

@@ -3,10 +3,9 @@
 //! nothing ran). Targets are checked against sources independently.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use mailferry_tests::cli::binary;
+use mailferry_tests::cli::bare_command;
 use mailferry_tests::verify::personal_only;
 use mailferry_tests::{
     Fixtures, ImapClient, Side, TestAccount, TestServers, compare, snapshot, snapshot_with,
@@ -21,12 +20,7 @@ struct Run {
 /// `mailferry SUB --batch FILE` against the test servers, with `env` set and nothing inherited.
 async fn batch(sub: &str, file: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
     let servers = TestServers::get();
-    let mut cmd = tokio::process::Command::new(binary());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("MAILFERRY_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = bare_command();
     cmd.arg(sub)
         .arg("--batch")
         .arg(file)
@@ -45,11 +39,7 @@ async fn batch(sub: &str, file: &std::path::Path, extra: &[&str], env: &[(&str, 
         .arg("--dst-ca")
         .arg(servers.ca())
         .args(extra)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .envs(env.iter().copied());
     let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
         .await
         .unwrap()

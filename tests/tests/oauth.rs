@@ -3,10 +3,9 @@
 //! connection so an external refresher can rotate it.
 #![allow(clippy::unwrap_used)]
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use mailferry_tests::cli::binary;
+use mailferry_tests::cli::bare_command;
 use mailferry_tests::fake_server::{FakeServer, Script};
 
 struct Run {
@@ -16,12 +15,7 @@ struct Run {
 
 async fn check(server: &FakeServer, token_file: &std::path::Path) -> Run {
     let url = format!("imap://alice@127.0.0.1:{}", server.port());
-    let mut cmd = tokio::process::Command::new(binary());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("MAILFERRY_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = bare_command();
     cmd.args([
         "check",
         "--src",
@@ -38,11 +32,7 @@ async fn check(server: &FakeServer, token_file: &std::path::Path) -> Run {
     .arg("--src-oauth2-token-file")
     .arg(token_file)
     .arg("--dst-oauth2-token-file")
-    .arg(token_file)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
+    .arg(token_file);
     let o = tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
         .unwrap()
@@ -119,12 +109,7 @@ async fn a_throttled_login_waits_the_suggested_backoff_then_completes() {
     let server = FakeServer::start(Script::ThrottleOnce).await.unwrap();
     let url = format!("imap://alice@127.0.0.1:{}", server.port());
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = tokio::process::Command::new(binary());
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("MAILFERRY_") {
-            cmd.env_remove(key);
-        }
-    }
+    let mut cmd = bare_command();
     cmd.args([
         "migrate",
         "--json",
@@ -140,11 +125,7 @@ async fn a_throttled_login_waits_the_suggested_backoff_then_completes() {
     .arg("--state")
     .arg(dir.path())
     .env("MAILFERRY_SRC_PASSWORD", "pw")
-    .env("MAILFERRY_DST_PASSWORD", "pw")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .kill_on_drop(true);
+    .env("MAILFERRY_DST_PASSWORD", "pw");
     let started = std::time::Instant::now();
     let o = tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
