@@ -254,12 +254,15 @@ async fn run_pair(
     stop: watch::Receiver<bool>,
 ) -> PairSummary {
     let queue = Arc::new(InProcessQueue::new());
-    let runner = tokio::spawn(mailferry_worker::runner::run(
-        queue.clone(),
-        engine,
-        connections,
-        stopped(stop.clone()),
-    ));
+    let runner = {
+        let (queue, stop) = (queue.clone(), stop.clone());
+        tokio::spawn(async move {
+            // On a stop the runner takes no new task and finishes the ones in hand; then no
+            // outcome can come any more, which tells the stopping driver it has seen them all.
+            mailferry_worker::runner::run(queue.clone(), engine, connections, stopped(stop)).await;
+            queue.close_outcomes();
+        })
+    };
     let mut summaries = migration::run(
         queue.clone(),
         &store,
@@ -271,7 +274,7 @@ async fn run_pair(
     )
     .await;
     queue.close();
-    let _ = tokio::time::timeout(Duration::from_secs(30), runner).await;
+    let _ = runner.await;
     summaries.pop().unwrap_or_else(|| {
         let mut t = mailferry_coordinator::aggregate::PairTally::new(&spec, opts.dry_run);
         t.interrupted();

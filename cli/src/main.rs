@@ -56,7 +56,11 @@ fn main() {
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
+            eprintln!("stopping: finishing the batches in hand (interrupt again to stop at once)");
             let _ = stop_tx.send(true);
+            wait_for_signal().await;
+            // Safe at any moment: the next run decides from the target's contents.
+            std::process::exit(exit::INTERRUPTED);
         });
         let code = match cli.command {
             args::Command::Check(a) => embedded::check(a, stop_rx.clone()).await,

@@ -129,6 +129,7 @@ pub async fn run<Q: TaskQueue, S: Store>(
         opts: opts.clone(),
         tasks: HashMap::new(),
         next_task: 0,
+        stopping: false,
     };
     let mut runs: HashMap<String, PairRun> = HashMap::new();
     let order: Vec<String> = pairs.iter().map(|p| p.pair_id.clone()).collect();
@@ -157,15 +158,22 @@ pub async fn run<Q: TaskQueue, S: Store>(
     }
     tokio::pin!(shutdown);
     while runs.values().any(|r| !matches!(r.phase, Phase::Done)) {
-        let outcome = tokio::select! {
-            _ = &mut shutdown => {
-                for r in runs.values_mut().filter(|r| !matches!(r.phase, Phase::Done)) {
-                    r.tally.interrupted();
-                    r.phase = Phase::Done;
-                }
-                break;
+        // Once asked to stop, nothing new is published, but the outcomes of the tasks in hand
+        // still count, so the summary says what is on the target; the stream ends when the
+        // workers have finished what they held (the queue closes its outcome side).
+        let outcome = if d.stopping {
+            match d.queue.next_outcome().await {
+                Some(o) => o,
+                None => break,
             }
-            o = d.queue.next_outcome() => match o { Some(o) => o, None => break },
+        } else {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    d.stopping = true;
+                    continue;
+                }
+                o = d.queue.next_outcome() => match o { Some(o) => o, None => break },
+            }
         };
         let Some((pair_id, task)) = d.tasks.remove(&outcome.task_id) else {
             continue;
@@ -173,6 +181,10 @@ pub async fn run<Q: TaskQueue, S: Store>(
         let Some(run) = runs.get_mut(&pair_id) else {
             continue;
         };
+        if d.stopping && matches!(outcome.body, OutcomeBody::Failed(_)) {
+            // Not retried and not counted: the next run plans it again.
+            continue;
+        }
         if let OutcomeBody::Failed(f) = &outcome.body
             && matches!(f.kind, ErrorKind::Transient | ErrorKind::Throttled)
             && task.attempt + 1 < opts.max_attempts
@@ -193,6 +205,13 @@ pub async fn run<Q: TaskQueue, S: Store>(
         }
         d.handle(run, task, outcome, progress).await;
     }
+    for r in runs
+        .values_mut()
+        .filter(|r| !matches!(r.phase, Phase::Done))
+    {
+        r.tally.interrupted();
+        r.phase = Phase::Done;
+    }
     order
         .into_iter()
         .filter_map(|id| runs.remove(&id))
@@ -207,10 +226,15 @@ struct Driver<'s, Q: TaskQueue, S: Store> {
     opts: RunOptions,
     tasks: HashMap<String, (String, TaskEnvelope)>,
     next_task: u64,
+    /// Asked to stop: publish nothing more, collect what is in hand.
+    stopping: bool,
 }
 
 impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
     async fn publish(&mut self, pair_id: &str, body: TaskBody, attempt: u32) {
+        if self.stopping {
+            return;
+        }
         self.next_task += 1;
         let task = TaskEnvelope {
             version: ENVELOPE_VERSION,

@@ -28,7 +28,7 @@ pub trait TaskQueue: Send + Sync + 'static {
 pub struct InProcessQueue {
     tasks_tx: Arc<std::sync::Mutex<Option<mpsc::UnboundedSender<TaskEnvelope>>>>,
     tasks_rx: Arc<Mutex<mpsc::UnboundedReceiver<TaskEnvelope>>>,
-    outcomes_tx: mpsc::UnboundedSender<OutcomeEnvelope>,
+    outcomes_tx: Arc<std::sync::Mutex<Option<mpsc::UnboundedSender<OutcomeEnvelope>>>>,
     outcomes_rx: Arc<Mutex<mpsc::UnboundedReceiver<OutcomeEnvelope>>>,
 }
 
@@ -46,7 +46,7 @@ impl InProcessQueue {
         InProcessQueue {
             tasks_tx: Arc::new(std::sync::Mutex::new(Some(ttx))),
             tasks_rx: Arc::new(Mutex::new(trx)),
-            outcomes_tx: otx,
+            outcomes_tx: Arc::new(std::sync::Mutex::new(Some(otx))),
             outcomes_rx: Arc::new(Mutex::new(orx)),
         }
     }
@@ -65,7 +65,10 @@ impl TaskQueue for InProcessQueue {
     }
 
     async fn publish_outcome(&self, outcome: OutcomeEnvelope) -> bool {
-        self.outcomes_tx.send(outcome).is_ok()
+        match self.outcomes_tx.lock() {
+            Ok(guard) => guard.as_ref().is_some_and(|tx| tx.send(outcome).is_ok()),
+            Err(_) => false,
+        }
     }
 
     async fn next_outcome(&self) -> Option<OutcomeEnvelope> {
@@ -76,5 +79,44 @@ impl TaskQueue for InProcessQueue {
         if let Ok(mut guard) = self.tasks_tx.lock() {
             guard.take();
         }
+    }
+}
+
+impl InProcessQueue {
+    /// Ends the outcome stream: once the outcomes already published are consumed,
+    /// [`TaskQueue::next_outcome`] returns `None`. Called when no worker can publish any more
+    /// (all tasks in hand have finished), so a driver that is stopping knows it has seen all.
+    pub fn close_outcomes(&self) {
+        if let Ok(mut guard) = self.outcomes_tx.lock() {
+            guard.take();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn closing_outcomes_ends_the_stream_after_what_was_published() {
+        let q = InProcessQueue::new();
+        let o = OutcomeEnvelope {
+            task_id: "t".into(),
+            migration_id: "m".into(),
+            pair_id: "p".into(),
+            attempt: 0,
+            finished_at: chrono::Utc::now(),
+            body: mailferry_proto::task::OutcomeBody::Failed(mailferry_proto::task::TaskFailure {
+                kind: mailferry_proto::ErrorKind::Transient,
+                side: None,
+                message: "x".into(),
+                retry_after_ms: None,
+            }),
+        };
+        assert!(q.publish_outcome(o.clone()).await);
+        q.close_outcomes();
+        assert!(!q.publish_outcome(o).await);
+        assert!(q.next_outcome().await.is_some());
+        assert!(q.next_outcome().await.is_none());
     }
 }

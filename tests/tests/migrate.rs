@@ -1339,3 +1339,95 @@ async fn message_rate_limits_slow_the_copy_and_keep_it_exact() {
         &[("INBOX", "INBOX")],
     );
 }
+
+/// An interrupt (SIGINT) stops taking new work, lets the batches in hand finish, and prints a
+/// summary that says exactly what is on the target; exit 130. A rerun then completes exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_finishes_the_batches_in_hand_and_reports_them() {
+    let pair = Pair::new("sigint", "sigint");
+    let mut g = Fixtures::new(6_801);
+    let folders: Vec<(String, Vec<Fixture>)> = (0..4)
+        .map(|i| {
+            let name = if i == 0 {
+                "INBOX".to_owned()
+            } else {
+                format!("INBOX.f{i}")
+            };
+            (name, (0..30).map(|_| g.ordinary()).collect())
+        })
+        .collect();
+    let seeds: Vec<Seed<'_>> = folders
+        .iter()
+        .map(|(name, msgs)| Seed {
+            name,
+            subscribe: false,
+            messages: msgs,
+        })
+        .collect();
+    seed(&pair.src, &seeds).await;
+    let state = pair.state();
+    // One connection, so folders are copied one after another, and rate-limited so the
+    // interrupt lands mid-copy: 120 messages at 40/s take 3 s.
+    let args = [
+        "--json",
+        "--state",
+        state.as_str(),
+        "--connections",
+        "1",
+        "--max-messages-per-second",
+        "40",
+    ];
+    let mut child = mailferry_tests::cli::command("migrate", &pair.src, &pair.dst, &args)
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let mut stdout = String::new();
+    tokio::io::AsyncReadExt::read_to_string(child.stdout.as_mut().unwrap(), &mut stdout)
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{stdout}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["status"], "interrupted");
+    let copied = summary["messages_copied"].as_u64().unwrap();
+    let on_target: u64 = pair
+        .target()
+        .await
+        .counts()
+        .values()
+        .map(|n| *n as u64)
+        .sum();
+    assert!(
+        copied > 0 && copied < 120,
+        "the interrupt landed mid-copy: {copied}"
+    );
+    assert_eq!(copied, on_target, "the summary says what is on the target");
+    assert_eq!(
+        copied % 30,
+        0,
+        "whole batches (here: folders) finish, none is cut: {copied}"
+    );
+    let out = pair.migrate(&[]).await;
+    assert_code(&out, 0);
+    assert_eq!(
+        (out.u64("messages_copied"), out.u64("already_present")),
+        (120 - copied, copied),
+        "{out}"
+    );
+    let mapping: Vec<(&str, String)> = folders
+        .iter()
+        .map(|(n, _)| (n.as_str(), n.strip_prefix("INBOX.").unwrap_or(n).to_owned()))
+        .collect();
+    let mapping: Vec<(&str, &str)> = mapping.iter().map(|(a, b)| (*a, b.as_str())).collect();
+    assert_exact(&pair.source().await, &pair.target().await, &mapping);
+}
