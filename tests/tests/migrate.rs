@@ -1380,7 +1380,24 @@ async fn an_interrupt_finishes_the_batches_in_hand_and_reports_them() {
     let mut child = mailferry_tests::cli::command("migrate", &pair.src, &pair.dst, &args)
         .spawn()
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    // Interrupt once the first messages are on the target (not after a fixed delay: a loaded
+    // machine may still be logging in), well before the rate limit lets the copy finish.
+    let started = std::time::Instant::now();
+    let mut watcher = ImapClient::connect(&pair.dst).await.unwrap();
+    loop {
+        let mut on_target = 0;
+        for name in ["INBOX", "f1", "f2", "f3"] {
+            on_target += watcher.status(name).await.map_or(0, |s| s.messages);
+        }
+        if on_target > 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "nothing was copied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let pid = child.id().unwrap().to_string();
     let killed = tokio::process::Command::new("kill")
         .args(["-INT", &pid])
