@@ -89,6 +89,19 @@ async fn seed(account: &TestAccount, folders: &[Seed<'_>]) {
     c.logout().await;
 }
 
+/// Fills the INBOX only.
+async fn seed_inbox(account: &TestAccount, messages: &[Fixture]) {
+    seed(
+        account,
+        &[Seed {
+            name: "INBOX",
+            subscribe: false,
+            messages,
+        }],
+    )
+    .await;
+}
+
 fn refs(v: &[Fixture]) -> Vec<&Fixture> {
     v.iter().collect()
 }
@@ -665,15 +678,7 @@ async fn too_large_messages_fail_or_are_excluded_with_max_size() {
         large[1].clone(),
         small[2].clone(),
     ];
-    seed(
-        &pair.src,
-        &[Seed {
-            name: "INBOX",
-            subscribe: false,
-            messages: &inbox,
-        }],
-    )
-    .await;
+    seed_inbox(&pair.src, &inbox).await;
 
     let out = pair.migrate(&[]).await;
     assert_code(&out, 3);
@@ -821,15 +826,7 @@ async fn skip_deleted_leaves_deleted_messages_out() {
         deleted[1].clone(),
         kept[2].clone(),
     ];
-    seed(
-        &pair.src,
-        &[Seed {
-            name: "INBOX",
-            subscribe: false,
-            messages: &inbox,
-        }],
-    )
-    .await;
+    seed_inbox(&pair.src, &inbox).await;
     let out = pair.migrate(&["--skip-deleted"]).await;
     assert_code(&out, 0);
     assert_eq!(out.u64("messages_copied"), 3, "{out}");
@@ -1131,15 +1128,7 @@ async fn since_and_before_select_by_internal_date() {
             .with_internal_date(zone.with_ymd_and_hms(*y, *mo, day, hour, 0, 0).unwrap())
     })
     .collect();
-    seed(
-        &pair.src,
-        &[Seed {
-            name: "INBOX",
-            subscribe: false,
-            messages: &dated,
-        }],
-    )
-    .await;
+    seed_inbox(&pair.src, &dated).await;
     let out = pair
         .migrate(&["--since", "2015-01-01", "--before", "2020-01-01"])
         .await;
@@ -1250,15 +1239,7 @@ async fn admin_logins_act_for_the_mailbox_owner() {
     let pair = Pair::new("admin", "admin");
     let mut g = Fixtures::new(6_601);
     let inbox = vec![g.ordinary(), g.ordinary()];
-    seed(
-        &pair.src,
-        &[Seed {
-            name: "INBOX",
-            subscribe: false,
-            messages: &inbox,
-        }],
-    )
-    .await;
+    seed_inbox(&pair.src, &inbox).await;
     let state = pair.state();
     let args = [
         "--json",
@@ -1314,15 +1295,7 @@ async fn message_rate_limits_slow_the_copy_and_keep_it_exact() {
     let pair = Pair::new("rate", "rate");
     let mut g = Fixtures::new(6_701);
     let inbox: Vec<Fixture> = (0..30).map(|_| g.ordinary()).collect();
-    seed(
-        &pair.src,
-        &[Seed {
-            name: "INBOX",
-            subscribe: false,
-            messages: &inbox,
-        }],
-    )
-    .await;
+    seed_inbox(&pair.src, &inbox).await;
     let out = pair
         .migrate(&["--max-messages-per-second", "20", "--connections", "4"])
         .await;

@@ -13,11 +13,12 @@ struct Run {
     out: String,
 }
 
-async fn check(server: &FakeServer, token_file: &std::path::Path) -> Run {
+/// `mailferry SUB` with both sides on the fake server (plain IMAP on loopback).
+fn fake_command(sub: &str, server: &FakeServer) -> tokio::process::Command {
     let url = format!("imap://alice@127.0.0.1:{}", server.port());
     let mut cmd = bare_command();
     cmd.args([
-        "check",
+        sub,
         "--src",
         &url,
         "--dst",
@@ -26,13 +27,17 @@ async fn check(server: &FakeServer, token_file: &std::path::Path) -> Run {
         "none",
         "--dst-tls",
         "none",
-        "--timeout",
-        "10",
-    ])
-    .arg("--src-oauth2-token-file")
-    .arg(token_file)
-    .arg("--dst-oauth2-token-file")
-    .arg(token_file);
+    ]);
+    cmd
+}
+
+async fn check(server: &FakeServer, token_file: &std::path::Path) -> Run {
+    let mut cmd = fake_command("check", server);
+    cmd.args(["--timeout", "10"])
+        .arg("--src-oauth2-token-file")
+        .arg(token_file)
+        .arg("--dst-oauth2-token-file")
+        .arg(token_file);
     let o = tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
         .unwrap()
@@ -107,25 +112,13 @@ async fn a_refused_token_is_a_failed_login_and_never_printed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_login_waits_the_suggested_backoff_then_completes() {
     let server = FakeServer::start(Script::ThrottleOnce).await.unwrap();
-    let url = format!("imap://alice@127.0.0.1:{}", server.port());
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = bare_command();
-    cmd.args([
-        "migrate",
-        "--json",
-        "--src",
-        &url,
-        "--dst",
-        &url,
-        "--src-tls",
-        "none",
-        "--dst-tls",
-        "none",
-    ])
-    .arg("--state")
-    .arg(dir.path())
-    .env("MAILFERRY_SRC_PASSWORD", "pw")
-    .env("MAILFERRY_DST_PASSWORD", "pw");
+    let mut cmd = fake_command("migrate", &server);
+    cmd.arg("--json")
+        .arg("--state")
+        .arg(dir.path())
+        .env("MAILFERRY_SRC_PASSWORD", "pw")
+        .env("MAILFERRY_DST_PASSWORD", "pw");
     let started = std::time::Instant::now();
     let o = tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
