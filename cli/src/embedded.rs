@@ -102,7 +102,7 @@ fn code_for(kind: ErrorKind) -> i32 {
             exit::CONNECT
         }
         ErrorKind::Config => exit::USAGE,
-        ErrorKind::Permanent => exit::FATAL,
+        ErrorKind::Permanent | ErrorKind::StateLost => exit::FATAL,
     }
 }
 

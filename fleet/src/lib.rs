@@ -5,9 +5,17 @@
 //! RabbitMQ and Redis implementations sit behind the same traits.
 #![warn(missing_docs)]
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod credentials;
+pub mod failpoint;
 pub mod queue;
+#[cfg(feature = "redis")]
+pub mod redis_store;
+pub mod seal;
 pub mod store;
+#[cfg(all(feature = "amqp", feature = "redis"))]
+pub mod worker_queue;
 
 pub use credentials::{CredentialSource, Credentials, MemoryCredentials, Secret};
 pub use queue::{InProcessQueue, TaskQueue};

@@ -41,6 +41,14 @@ pub enum StoreError {
     /// A blocking task panicked or was cancelled.
     #[error("state database task failed: {0}")]
     Task(String),
+    /// A Redis command failed (the message never holds the server URL's password).
+    #[error("redis {op}: {message}")]
+    Redis {
+        /// The store operation that failed.
+        op: &'static str,
+        /// What happened.
+        message: String,
+    },
 }
 
 /// What a copy entry is keyed by: the pair, the target folder and its UIDVALIDITY.
@@ -132,6 +140,15 @@ pub trait Store: Send + Sync + 'static {
         holder: &str,
         ttl: Duration,
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Extends a lease held by `token` to `ttl` from now; false when the token no longer holds
+    /// it (expired and taken, released, or the store was flushed): the holder must stop writing.
+    fn renew_lease(
+        &self,
+        name: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Gives a lease back (only if `token` still holds it).
     fn release_lease(
@@ -446,6 +463,20 @@ impl Store for SqliteStore {
             )?;
             tx.commit()?;
             Ok(u64::try_from(token).ok())
+        })
+        .await
+    }
+
+    async fn renew_lease(&self, name: &str, token: u64, ttl: Duration) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        let token = i64::try_from(token).unwrap_or(-1);
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        self.with(move |conn| {
+            let n = conn.execute(
+                "UPDATE lease SET expires_ms = ?3 WHERE name = ?1 AND token = ?2",
+                params![name, token, now_ms().saturating_add(ttl_ms)],
+            )?;
+            Ok(n == 1)
         })
         .await
     }

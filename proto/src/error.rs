@@ -21,6 +21,9 @@ pub enum ErrorKind {
     Config,
     /// The server broke the protocol in a way we cannot work around.
     Protocol,
+    /// The fleet's store no longer knows the task's migration or pair (Redis was flushed or the
+    /// migration deleted): the task is dead-lettered, never run.
+    StateLost,
 }
 
 /// Why one message (or folder) could not be migrated. Each kind has a fixed piece of advice.

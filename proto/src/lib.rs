@@ -9,7 +9,11 @@
 
 pub mod error;
 pub mod folder;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod key;
+pub mod keys;
+pub mod queues;
 pub mod report;
 pub mod task;
 
