@@ -19,6 +19,7 @@ use crate::migration::PairSpec;
 use crate::plan::ChainPlan;
 
 /// A pair's running totals.
+#[derive(Clone)]
 pub struct PairTally {
     summary: PairSummary,
     started: Instant,

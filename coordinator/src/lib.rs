@@ -3,7 +3,12 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod api;
 pub mod check;
+pub mod control;
+pub mod dispatch;
 pub mod folders;
 pub mod migration;
+pub mod options;
 pub mod plan;
+pub mod record;

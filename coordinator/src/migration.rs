@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub max_attempts: u32,
     /// First retry delay; doubled per attempt, capped at 60 s.
     pub retry_base: Duration,
+    /// Prefix of this run's task ids (default: the migration id). The fleet gives every run its
+    /// own, so outcomes of an earlier run (or coordinator) are never taken for this run's.
+    pub run_id: Option<String>,
 }
 
 impl Default for RunOptions {
@@ -55,6 +58,7 @@ impl Default for RunOptions {
             dry_run: false,
             max_attempts: 5,
             retry_base: Duration::from_secs(1),
+            run_id: None,
         }
     }
 }
@@ -69,6 +73,8 @@ pub trait Progress: Send + Sync {
     fn copied(&self, pair: &PairSpec, folder: &str, messages: u64, bytes: u64);
     /// A task will be retried.
     fn retrying(&self, pair: &PairSpec, failure: &TaskFailure, delay: Duration);
+    /// A pair has finished its pass; `summary` is final for this run.
+    fn pair_finished(&self, _pair: &PairSpec, _summary: &mailferry_proto::report::PairSummary) {}
 }
 
 /// A progress sink that shows nothing.
@@ -158,6 +164,10 @@ pub async fn run<Q: TaskQueue, S: Store>(
     }
     tokio::pin!(shutdown);
     while runs.values().any(|r| !matches!(r.phase, Phase::Done)) {
+        if d.stopping && d.tasks.is_empty() {
+            // Every task in hand has its outcome: nothing more can arrive for this run.
+            break;
+        }
         // Once asked to stop, nothing new is published, but the outcomes of the tasks in hand
         // still count, so the summary says what is on the target; the stream ends when the
         // workers have finished what they held (the queue closes its outcome side).
@@ -204,6 +214,9 @@ pub async fn run<Q: TaskQueue, S: Store>(
             continue;
         }
         d.handle(run, task, outcome, progress).await;
+        if matches!(run.phase, Phase::Done) {
+            progress.pair_finished(&run.spec, &run.tally.clone().finish());
+        }
     }
     for r in runs
         .values_mut()
@@ -238,7 +251,11 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
         self.next_task += 1;
         let task = TaskEnvelope {
             version: ENVELOPE_VERSION,
-            task_id: format!("{}-{}", self.migration_id, self.next_task),
+            task_id: format!(
+                "{}-{}",
+                self.opts.run_id.as_deref().unwrap_or(&self.migration_id),
+                self.next_task
+            ),
             migration_id: self.migration_id.clone(),
             pair_id: pair_id.to_owned(),
             attempt,

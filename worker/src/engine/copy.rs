@@ -21,9 +21,6 @@ use super::pipeline::{Appender, produce};
 use crate::imap::{Connection, ImapError, ImapResult};
 use crate::mailbox::key::{self, KEY_HEADER_FIELDS};
 
-/// How long a folder lease lasts without renewal; above the IMAP inactivity timeout.
-const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
-
 pub(super) fn store_err(e: StoreError) -> ImapError {
     ImapError::new(
         ErrorKind::Transient,
@@ -51,22 +48,63 @@ pub async fn run<S: Store, C: CredentialSource>(
     let lease = format!("folder:{pair}:{}", task.target_raw);
     let Some(token) = engine
         .store
-        .acquire_lease(&lease, &engine.config.holder, LEASE_TTL)
+        .acquire_lease(&lease, &engine.config.holder, engine.config.lease_ttl)
         .await
         .map_err(store_err)?
     else {
-        return Err(ImapError::new(
+        // A holder that died keeps the lease until it expires: ask to be retried in a third of
+        // the lease time, so the retries outlast it.
+        let mut e = ImapError::new(
             ErrorKind::Transient,
             Side::Target,
             format!(
                 "target folder {:?} is being written by another mailferry run; it will be retried",
                 task.target.display_slash()
             ),
-        ));
+        );
+        e.retry_after = Some(engine.config.lease_ttl / 3);
+        return Err(e);
     };
-    let outcome = copy_locked(engine, pair, task, &mut result).await;
+    // The lease is renewed while the batch runs; once it cannot be (taken over after expiry, or
+    // the store was flushed), the batch stops writing at once: another writer may be counting.
+    let outcome = tokio::select! {
+        r = copy_locked(engine, pair, task, &mut result) => r,
+        why = keep_lease(engine, &lease, token) => Err(ImapError::new(
+            ErrorKind::Transient,
+            Side::Target,
+            format!(
+                "stopped writing to target folder {:?}: {why}; the batch will be retried",
+                task.target.display_slash()
+            ),
+        )),
+    };
     let _ = engine.store.release_lease(&lease, token).await;
     outcome.map(|()| result)
+}
+
+/// Renews a folder lease every third of its lifetime; returns (why) only when it is lost, or
+/// when the store has been unreachable for two thirds of the lifetime (so the lease may lapse
+/// before the next renewal).
+async fn keep_lease<S: Store, C: CredentialSource>(
+    engine: &Engine<S, C>,
+    lease: &str,
+    token: u64,
+) -> &'static str {
+    let ttl = engine.config.lease_ttl;
+    let mut renewed = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(ttl / 3).await;
+        match engine.store.renew_lease(lease, token, ttl).await {
+            Ok(true) => renewed = tokio::time::Instant::now(),
+            Ok(false) => return "its lease was lost (expired, or the store was flushed)",
+            Err(e) => {
+                tracing::warn!(%lease, "lease not renewed: {e}");
+                if renewed.elapsed() >= ttl * 2 / 3 {
+                    return "its lease could not be renewed (the store is unreachable)";
+                }
+            }
+        }
+    }
 }
 
 async fn copy_locked<S: Store, C: CredentialSource>(

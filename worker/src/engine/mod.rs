@@ -48,6 +48,9 @@ pub struct EngineConfig {
     pub max_messages_per_second: Option<u64>,
     /// A name for lease holders (host and process).
     pub holder: String,
+    /// How long a folder lease lasts without renewal (renewed every third of it while a batch
+    /// runs). Also how long a fresh or flushed fleet store waits before granting folder leases.
+    pub lease_ttl: std::time::Duration,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +68,7 @@ impl Default for EngineConfig {
             max_bytes_per_second: None,
             max_messages_per_second: None,
             holder: mailferry_fleet::embedded_holder(),
+            lease_ttl: std::time::Duration::from_secs(60),
         }
     }
 }

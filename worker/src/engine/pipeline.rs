@@ -84,6 +84,7 @@ pub(super) async fn produce<S: Store, C: CredentialSource>(
                 continue;
             };
             let Some(body) = f.body else { continue };
+            mailferry_fleet::failpoint::hit("fetch");
             if !seen.insert(f.uid) {
                 continue;
             }
@@ -412,6 +413,7 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
                     bytes: f.body.len() as u64,
                 });
             }
+            mailferry_fleet::failpoint::hit("appended");
             self.engine
                 .store
                 .record_done(self.scope, entries)
