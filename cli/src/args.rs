@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mailferry_coordinator::folders::FolderRules;
+use mailferry_coordinator::options::OptionsSpec;
 use mailferry_coordinator::plan::PlanOptions;
 use mailferry_fleet::{Credentials, Secret};
-use mailferry_proto::FolderPath;
 use mailferry_proto::task::{Endpoint, TlsMode};
 
 use crate::endpoint::{self, EndpointUrl};
@@ -29,6 +29,14 @@ pub enum Command {
     Check(CommonArgs),
     /// Migrate one mailbox: every folder, message, flag and date; reruns copy only what is missing.
     Migrate(MigrateArgs),
+    /// Run the fleet's coordinator: the gRPC API, planning and aggregation.
+    Coordinator(crate::roles::CoordinatorArgs),
+    /// Run a fleet worker: takes tasks from RabbitMQ and copies IMAP to IMAP.
+    Worker(crate::roles::WorkerArgs),
+    /// Print a new fleet key line (`KEY_ID BASE64`) for MAILFERRY_SECRET_KEY_FILE.
+    Keygen,
+    /// Talk to a fleet coordinator: create, watch and steer migrations.
+    Ctl(crate::ctl::CtlArgs),
 }
 
 /// Provider presets.
@@ -274,72 +282,7 @@ impl SecretEnv for ProcessEnv {
     }
 }
 
-/// A special-use role by name (`junk`, `trash`, ...).
-pub fn parse_role(s: &str) -> Option<mailferry_proto::FolderRole> {
-    mailferry_proto::FolderRole::from_attribute(&format!("\\{}", s.trim()))
-}
-
-/// Parses a sed-style `s/PATTERN/REPLACEMENT/FLAGS` (any delimiter after `s`; `\` escapes it;
-/// flags `g` = every match, `i` = ignore case).
-pub fn parse_rename(s: &str) -> Result<(regex::Regex, String, bool), String> {
-    let mut chars = s.chars();
-    if chars.next() != Some('s') {
-        return Err("must look like 's/PATTERN/REPLACEMENT/'".into());
-    }
-    let Some(delim) = chars.next().filter(|c| !c.is_alphanumeric() && *c != '\\') else {
-        return Err("must look like 's/PATTERN/REPLACEMENT/'".into());
-    };
-    let mut parts: Vec<String> = Vec::new();
-    let mut current = String::new();
-    let mut escaped = false;
-    for c in chars {
-        if escaped {
-            if c != delim {
-                current.push('\\');
-            }
-            current.push(c);
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == delim && parts.len() < 2 {
-            parts.push(std::mem::take(&mut current));
-        } else {
-            current.push(c);
-        }
-    }
-    if escaped {
-        current.push('\\');
-    }
-    parts.push(current);
-    let [pattern, replacement, flags] = <[String; 3]>::try_from(parts)
-        .map_err(|_| "must look like 's/PATTERN/REPLACEMENT/' (three delimiters)".to_owned())?;
-    if pattern.is_empty() {
-        return Err("the pattern is empty".into());
-    }
-    if let Some(bad) = flags.chars().find(|c| !matches!(c, 'g' | 'i')) {
-        return Err(format!(
-            "unknown flag {bad:?}; use g (every match) or i (ignore case)"
-        ));
-    }
-    let pattern = if flags.contains('i') {
-        format!("(?i){pattern}")
-    } else {
-        pattern
-    };
-    let re =
-        regex::Regex::new(&pattern).map_err(|e| format!("not a valid regular expression: {e}"))?;
-    Ok((re, replacement, flags.contains('g')))
-}
-
-/// Parses `YYYY-MM-DD` (midnight UTC) or an RFC 3339 time.
-pub fn parse_date(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-    let s = s.trim();
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&chrono::Utc));
-    }
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
-    Some(d.and_hms_opt(0, 0, 0)?.and_utc())
-}
+pub use mailferry_coordinator::options::parse_date;
 
 impl MigrateArgs {
     /// Validates everything, collecting every problem (the shared flags' and migrate's own).
@@ -434,46 +377,42 @@ impl CommonArgs {
                 self.parallel
             ));
         }
-        let mut regexes = |list: &[String], flag: &str| -> Vec<regex::Regex> {
-            list.iter()
-                .filter_map(|r| match regex::Regex::new(r) {
-                    Ok(re) => Some(re),
-                    Err(e) => {
-                        errors.push(format!(
-                            "{flag} {r:?} is not a valid regular expression: {e}"
-                        ));
-                        None
-                    }
-                })
-                .collect()
-        };
-        let include = regexes(&self.include, "--include");
-        let exclude = regexes(&self.exclude, "--exclude");
-        let mut exclude_roles = Vec::new();
-        for r in &self.exclude_folder_role {
-            match parse_role(r) {
-                Some(role) => exclude_roles.push(role),
-                None => errors.push(format!(
-                    "--exclude-folder-role {r:?} is not a role: use junk, trash, sent, drafts, archive, all, flagged or important"
-                )),
-            }
-        }
-        let mut renames = Vec::new();
-        for r in &self.regex_rename {
-            match parse_rename(r) {
-                Ok(rule) => renames.push(rule),
-                Err(e) => errors.push(format!("--regex-rename {r:?}: {e}")),
-            }
-        }
+        // The folder rules mean the same as the API's options and are checked by the same code;
+        // its field names become flag names here.
         let mut maps = Vec::new();
         for m in &self.map {
             match m.split_once('=') {
                 Some((a, b)) if !a.is_empty() && !b.is_empty() => {
-                    maps.push((FolderPath::from_slash(a), FolderPath::from_slash(b)))
+                    maps.push((a.to_owned(), b.to_owned()))
                 }
                 _ => errors.push(format!("--map {m:?} must be 'SOURCE=TARGET'")),
             }
         }
+        let spec = OptionsSpec {
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            map: maps,
+            no_automap: self.no_automap,
+            include_virtual: self.include_virtual,
+            exclude_folder_roles: self.exclude_folder_role.clone(),
+            regex_rename: self.regex_rename.clone(),
+            ..OptionsSpec::default()
+        };
+        let rules = match spec.validate("") {
+            Ok(v) => Some(v.rules),
+            Err(errs) => {
+                for e in errs {
+                    let field = e.field.trim_start_matches('.');
+                    let name = field.split('[').next().unwrap_or(field);
+                    let flag = match name {
+                        "exclude_folder_roles" => "--exclude-folder-role".to_owned(),
+                        other => format!("--{}", other.replace('_', "-")),
+                    };
+                    errors.push(format!("{flag} {}", e.message));
+                }
+                None
+            }
+        };
         let max_size = match &self.max_size {
             None => None,
             Some(s) => match parse_size(s) {
@@ -504,19 +443,11 @@ impl CommonArgs {
         if self.timeout == 0 {
             errors.push("--timeout must be at least 1 second".into());
         }
-        match errors.is_empty() {
-            true => Ok(Settings {
+        match rules.filter(|_| errors.is_empty()) {
+            Some(rules) => Ok(Settings {
                 pairs,
                 bad_records,
-                rules: FolderRules {
-                    include,
-                    exclude,
-                    maps,
-                    automap: !self.no_automap,
-                    include_virtual: self.include_virtual,
-                    exclude_roles,
-                    renames,
-                },
+                rules,
                 plan: PlanOptions {
                     max_size,
                     skip_deleted,
@@ -524,7 +455,7 @@ impl CommonArgs {
                 },
                 warnings,
             }),
-            false => Err(errors),
+            None => Err(errors),
         }
     }
 
@@ -862,28 +793,8 @@ mod tests {
         v.extend_from_slice(extra);
         match Cli::try_parse_from(v).unwrap().command {
             Command::Check(c) => c,
-            Command::Migrate(_) => unreachable!(),
+            other => panic!("parsed as another command: {other:?}"),
         }
-    }
-
-    #[test]
-    fn renames_and_roles_parse() {
-        let (re, rep, all) = parse_rename("s/^Old\\/(.*)$/Archive\\/$1/").unwrap();
-        assert_eq!(
-            (re.as_str(), rep.as_str(), all),
-            ("^Old/(.*)$", "Archive/$1", false)
-        );
-        let (re, _, all) = parse_rename("s|a\\.b|c|gi").unwrap();
-        assert_eq!((re.as_str(), all), ("(?i)a\\.b", true));
-        for bad in ["x/a/b/", "s/a/b", "s//b/", "s/(/b/", "s/a/b/x", "sa"] {
-            assert!(parse_rename(bad).is_err(), "{bad}");
-        }
-        assert_eq!(parse_role("junk"), Some(mailferry_proto::FolderRole::Junk));
-        assert_eq!(
-            parse_role("Trash"),
-            Some(mailferry_proto::FolderRole::Trash)
-        );
-        assert_eq!(parse_role("spam"), None);
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! The `mailferry` binary: parse arguments, start logging, run the command, exit with a code
 //! that scripts can rely on (README, "Exit codes"). No migration logic lives here.
 
+mod admin;
 mod args;
 mod batch;
+mod ctl;
 mod embedded;
 mod endpoint;
+mod fleet_config;
 mod output;
 mod progress;
+mod roles;
 
 use clap::Parser;
 use tokio::sync::watch;
@@ -30,6 +34,8 @@ pub mod exit {
 }
 
 fn main() {
+    // One process-wide TLS provider (ring) for every client: IMAP, Redis, RabbitMQ, gRPC.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = args::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("MAILFERRY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -62,11 +68,20 @@ fn main() {
             // Safe at any moment: the next run decides from the target's contents.
             std::process::exit(exit::INTERRUPTED);
         });
+        // A service stopped by SIGTERM has done what was asked: its own code stands.
+        let service = matches!(
+            cli.command,
+            args::Command::Coordinator(_) | args::Command::Worker(_)
+        );
         let code = match cli.command {
             args::Command::Check(a) => embedded::check(a, stop_rx.clone()).await,
             args::Command::Migrate(a) => embedded::migrate(a, stop_rx.clone()).await,
+            args::Command::Coordinator(a) => roles::coordinator(a, stop_rx.clone()).await,
+            args::Command::Worker(a) => roles::worker(a, stop_rx.clone()).await,
+            args::Command::Keygen => roles::keygen(),
+            args::Command::Ctl(a) => ctl::run(a, stop_rx.clone()).await,
         };
-        if *stop_rx.borrow() {
+        if *stop_rx.borrow() && !service {
             exit::INTERRUPTED
         } else {
             code

@@ -260,6 +260,13 @@ impl TestServers {
     /// passwd file at most once per second), so the account works as soon as this returns,
     /// for the harness and for the `mailferry` binary alike.
     pub fn new_user(&self, side: Side, prefix: &str) -> Result<TestAccount> {
+        let mut users = self.new_users(side, prefix, 1)?;
+        users.pop().context("no user created")
+    }
+
+    /// Creates `count` fresh users at once (one write, one wait for Dovecot to see them): for
+    /// fleets of mailboxes.
+    pub fn new_users(&self, side: Side, prefix: &str, count: usize) -> Result<Vec<TestAccount>> {
         if prefix.is_empty()
             || !prefix
                 .bytes()
@@ -267,15 +274,6 @@ impl TestServers {
         {
             bail!("user prefix {prefix:?} must be non-empty ASCII letters, digits, '-' or '_'");
         }
-        let n = USER_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let pid = std::process::id();
-        let user = format!("{prefix}-{pid}-{n}-{:x}", nanos & 0xffff_ffff_ffff);
-        let password = format!("pw-{:x}-{n}", (nanos as u64) ^ (u64::from(pid) << 32));
-
         let extra = if prefix.starts_with(SMALLQUOTA_PREFIX) {
             self.smallquota_fields.as_str()
         } else if prefix.starts_with(SMALLMSG_PREFIX) {
@@ -283,26 +281,38 @@ impl TestServers {
         } else {
             ""
         };
-        // passwd-file: user:password:uid:gid:gecos:home:shell:extra_fields. uid, gid and home
-        // come from the server's configuration (mail_uid, mail_gid, mail_home).
-        let line = format!("{user}:{{PLAIN}}{password}::::::{extra}\n");
+        let ports = self.ports(side);
+        let mut lines = String::new();
+        let mut accounts = Vec::with_capacity(count);
+        for _ in 0..count {
+            let n = USER_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default();
+            let pid = std::process::id();
+            let user = format!("{prefix}-{pid}-{n}-{:x}", nanos & 0xffff_ffff_ffff);
+            let password = format!("pw-{:x}-{n}", (nanos as u64) ^ (u64::from(pid) << 32));
+            // passwd-file: user:password:uid:gid:gecos:home:shell:extra_fields. uid, gid and
+            // home come from the server's configuration (mail_uid, mail_gid, mail_home).
+            lines.push_str(&format!("{user}:{{PLAIN}}{password}::::::{extra}\n"));
+            accounts.push(TestAccount {
+                side,
+                host: self.host.clone(),
+                imap_port: ports.imap,
+                imaps_port: ports.imaps,
+                user,
+                password,
+                ca: self.ca.clone(),
+            });
+        }
         let passwd = match side {
             Side::Source => &self.passwd_source,
             Side::Target => &self.passwd_target,
         };
-        append_line(passwd, line.as_bytes())?;
+        append_line(passwd, lines.as_bytes())?;
         wait_for_passwd_reload();
-
-        let ports = self.ports(side);
-        Ok(TestAccount {
-            side,
-            host: self.host.clone(),
-            imap_port: ports.imap,
-            imaps_port: ports.imaps,
-            user,
-            password,
-            ca: self.ca.clone(),
-        })
+        Ok(accounts)
     }
 }
 

@@ -1,0 +1,316 @@
+//! Human text for the API's messages: migrations, pairs, failures, dead letters, progress
+//! lines and the summary of a finished pass. Layout only; `--json` prints the messages instead.
+
+use std::fmt::Write;
+
+use mailferry_proto::grpc::v1::{DeadLetter, Failure, Migration, MigrationEvent, Pair, Totals};
+
+use super::json::{state, status, time};
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
+
+fn when(t: Option<&prost_types::Timestamp>) -> String {
+    time(t).unwrap_or_else(|| "-".into())
+}
+
+/// An enum name for people: `completed_with_failures` → `completed with failures`.
+fn words(name: String) -> String {
+    name.replace('_', " ")
+}
+
+/// A migration and its totals.
+pub fn migration(m: &Migration) -> String {
+    let mut o = String::new();
+    let t = m.totals.unwrap_or_default();
+    let name = if m.name.is_empty() {
+        String::new()
+    } else {
+        format!(" {:?}", m.name)
+    };
+    let _ = writeln!(o, "migration {}{name}: {}", m.id, words(state(m.state)));
+    let _ = writeln!(o, "  created: {}", when(m.created_at.as_ref()));
+    let _ = writeln!(
+        o,
+        "  pass {}: started {}, finished {}",
+        m.passes,
+        when(m.pass_started_at.as_ref()),
+        when(m.pass_finished_at.as_ref())
+    );
+    let _ = writeln!(
+        o,
+        "  pairs: {} ({} finished, {} failed)",
+        m.pairs, m.pairs_finished, m.pairs_failed
+    );
+    totals(&mut o, &t);
+    if m.options.as_ref().is_some_and(|o| o.dry_run) {
+        let _ = writeln!(o, "  dry run: nothing is changed on the targets");
+    }
+    o
+}
+
+fn totals(o: &mut String, t: &Totals) {
+    let _ = writeln!(
+        o,
+        "  folders: {} ({} created)",
+        t.folders, t.folders_created
+    );
+    let _ = writeln!(
+        o,
+        "  messages copied: {} of {} planned ({})",
+        t.messages_copied,
+        t.planned,
+        mb(t.bytes_copied)
+    );
+    let _ = writeln!(o, "  already on the target: {}", t.already_present);
+    let _ = writeln!(o, "  left out by options: {}", t.excluded);
+    let _ = writeln!(o, "  failed: {}", t.failed);
+}
+
+/// A table of migrations, one line each.
+pub fn migrations(list: &[Migration]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|m| {
+            let t = m.totals.unwrap_or_default();
+            vec![
+                m.id.clone(),
+                state(m.state),
+                format!("{}/{}", m.pairs_finished, m.pairs),
+                t.messages_copied.to_string(),
+                t.failed.to_string(),
+                when(m.created_at.as_ref()),
+                m.name.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID", "STATE", "PAIRS", "COPIED", "FAILED", "CREATED", "NAME",
+        ],
+        &rows,
+    )
+}
+
+/// One pair's summary, like `mailferry migrate` prints it; `folders` adds a line per folder.
+pub fn pair(p: &Pair, folders: bool) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{} -> {}: {} [pair {}]",
+        p.source,
+        p.target,
+        words(status(p.status)),
+        p.id
+    );
+    if !p.error.is_empty() {
+        let _ = writeln!(o, "  error: {}", p.error);
+    }
+    totals(&mut o, &p.totals.unwrap_or_default());
+    if folders {
+        for f in &p.folders {
+            let _ = writeln!(
+                o,
+                "    {} -> {}{}: {} copied ({}), {} already there, {} left out, {} failed",
+                f.source,
+                f.target,
+                if f.created { " (created)" } else { "" },
+                f.copied,
+                mb(f.bytes),
+                f.already_present,
+                f.excluded,
+                f.failed
+            );
+        }
+    }
+    for w in &p.warnings {
+        let _ = writeln!(o, "  warning: {}", w.message);
+    }
+    let _ = writeln!(
+        o,
+        "  duration {:.1}s, finished {}",
+        p.duration_secs,
+        when(p.finished_at.as_ref())
+    );
+    o
+}
+
+/// The failures table: pair, folder, UID, size, kind, reason, advice.
+pub fn failures(list: &[Failure]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|f| {
+            let pair = if f.source.is_empty() {
+                f.pair_id.clone()
+            } else {
+                f.source.clone()
+            };
+            let (folder, uid, size) = if f.folder.is_empty() {
+                ("(whole pair)".to_owned(), "-".to_owned(), "-".to_owned())
+            } else {
+                (f.folder.clone(), f.uid.to_string(), mb(f.size))
+            };
+            vec![
+                pair,
+                folder,
+                uid,
+                size,
+                f.kind.clone(),
+                f.reason.clone(),
+                f.advice.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["PAIR", "FOLDER", "UID", "SIZE", "KIND", "REASON", "ADVICE"],
+        &rows,
+    )
+}
+
+/// A table of dead letters.
+pub fn dead_letters(list: &[DeadLetter]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|d| {
+            vec![
+                d.id.clone(),
+                d.migration_id.clone(),
+                d.pair_id.clone(),
+                d.deaths.to_string(),
+                when(d.at.as_ref()),
+                d.reason.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "MIGRATION", "PAIR", "DEATHS", "AT", "REASON"],
+        &rows,
+    )
+}
+
+/// One progress line of `watch`.
+pub fn event(e: &MigrationEvent) -> String {
+    let Some(m) = &e.migration else {
+        return "progress: (no figures)".into();
+    };
+    let t = m.totals.unwrap_or_default();
+    let mut line = format!(
+        "{}: pairs {}/{} finished, messages {}/{} copied, {}",
+        words(state(m.state)),
+        m.pairs_finished,
+        m.pairs,
+        t.messages_copied,
+        t.planned,
+        mb(t.bytes_copied)
+    );
+    if m.pairs_failed > 0 || t.failed > 0 {
+        let _ = write!(
+            line,
+            ", {} pairs and {} messages failed",
+            m.pairs_failed, t.failed
+        );
+    }
+    if e.pass_finished {
+        line.push_str(" — pass finished");
+    }
+    line
+}
+
+/// The summary of a finished pass: each pair as `migrate` prints it, the failures, the totals.
+pub fn pass(m: &Migration, pairs: &[Pair], failed: &[Failure]) -> String {
+    let mut o = String::new();
+    for p in pairs {
+        o.push_str(&pair(p, false));
+    }
+    if !failed.is_empty() {
+        let _ = writeln!(o, "failures:");
+        o.push_str(&failures(failed));
+    }
+    let t = m.totals.unwrap_or_default();
+    let done = pairs
+        .iter()
+        .filter(|p| p.status == mailferry_proto::grpc::v1::PairStatus::Completed as i32)
+        .count();
+    let _ = writeln!(
+        o,
+        "migration {}: pass {} finished {}: {} pairs, {done} completed, {} with problems; {} messages copied ({}), {} already on the target, {} failed",
+        m.id,
+        m.passes,
+        when(m.pass_finished_at.as_ref()),
+        pairs.len(),
+        pairs.len() - done,
+        t.messages_copied,
+        mb(t.bytes_copied),
+        t.already_present,
+        t.failed
+    );
+    o
+}
+
+/// Left-aligned columns; the last one is not padded.
+fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut o = String::new();
+    let head: Vec<String> = head.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&head).chain(rows) {
+        let last = row.len().saturating_sub(1);
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            if i == last {
+                line.push_str(cell);
+            } else {
+                let pad = w - cell.chars().count();
+                let _ = write!(line, "{cell}{}  ", " ".repeat(pad));
+            }
+        }
+        let _ = writeln!(o, "{}", line.trim_end());
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_form_a_table_with_whole_pair_failures_marked() {
+        let list = [
+            Failure {
+                source: "a@old:993".into(),
+                folder: "Archive/2019".into(),
+                uid: 4812,
+                size: 14_200_000,
+                kind: "too_large".into(),
+                reason: "message larger than the target allows".into(),
+                advice: "exclude with --max-size".into(),
+                ..Failure::default()
+            },
+            Failure {
+                pair_id: "p2".into(),
+                kind: "auth".into(),
+                reason: "login refused".into(),
+                ..Failure::default()
+            },
+        ];
+        let t = failures(&list);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("PAIR"));
+        assert!(
+            lines[1].contains("Archive/2019  4812  14.2 MB  too_large"),
+            "{t}"
+        );
+        assert!(
+            lines[2].starts_with("p2 ") && lines[2].contains("(whole pair)"),
+            "{t}"
+        );
+        let col = lines[0].find("FOLDER").unwrap();
+        assert_eq!(lines[1].find("Archive").unwrap(), col);
+    }
+}

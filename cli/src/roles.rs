@@ -1,0 +1,351 @@
+//! The fleet roles of the binary: `coordinator`, `worker` and `keygen`. Each reads its typed
+//! configuration, connects, serves, and drains on the first interrupt; the logic lives in the
+//! libraries (`mailferry_coordinator::control`, `mailferry_worker::runner`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use mailferry_coordinator::api::{self, Api, TlsFiles, Tokens};
+use mailferry_coordinator::control::{Control, ControlConfig};
+use mailferry_fleet::MemoryCredentials;
+use mailferry_fleet::amqp::{AmqpQueue, Role};
+use mailferry_fleet::redis_store::RedisStore;
+use mailferry_fleet::seal::FleetKeys;
+use mailferry_fleet::worker_queue::WorkerQueue;
+use mailferry_worker::engine::{Engine, EngineConfig};
+use mailferry_worker::imap::ConnectOptions;
+use tokio::sync::watch;
+
+use crate::args::ProcessEnv;
+use crate::exit;
+use crate::fleet_config::FleetConfig;
+
+/// `mailferry coordinator`.
+#[derive(Debug, Args)]
+pub struct CoordinatorArgs {
+    /// gRPC address to listen on.
+    #[arg(long, env = "MAILFERRY_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+    /// Admin HTTP address (`/live`, `/ready`).
+    #[arg(long, env = "MAILFERRY_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+    /// PEM certificate for gRPC over TLS (with --tls-key).
+    #[arg(long, env = "MAILFERRY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for gRPC over TLS (with --tls-cert).
+    #[arg(long, env = "MAILFERRY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a probe (login check at create) waits for a worker.
+    #[arg(long, env = "MAILFERRY_PROBE_TIMEOUT", default_value_t = 120)]
+    pub probe_timeout: u64,
+}
+
+/// `mailferry worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Admin HTTP address (`/live`, `/ready`).
+    #[arg(long, env = "MAILFERRY_ADMIN_LISTEN", default_value = "127.0.0.1:9091")]
+    pub admin_listen: SocketAddr,
+    /// Tasks run at once (and RabbitMQ prefetch).
+    #[arg(long, env = "MAILFERRY_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: u16,
+    /// IMAP inactivity timeout, seconds.
+    #[arg(long, env = "MAILFERRY_TIMEOUT", default_value_t = 120)]
+    pub timeout: u64,
+    /// Folder lease time, seconds: how long a dead worker's folder stays locked (renewed every
+    /// third of it while a batch runs), and how long a fresh or flushed Redis grants no folder
+    /// lease. The same value on every worker of a fleet.
+    #[arg(long, env = "MAILFERRY_LEASE_TTL", default_value_t = 60)]
+    pub lease_ttl: u64,
+    /// In-flight message bytes of this worker, shared by all its connections.
+    #[arg(long, env = "MAILFERRY_MEMORY_BUDGET", default_value = "64M")]
+    pub memory_budget: String,
+    /// Seconds to let the tasks in hand finish after SIGTERM; the rest are redelivered.
+    #[arg(long, env = "MAILFERRY_DRAIN_TIMEOUT", default_value_t = 60)]
+    pub drain_timeout: u64,
+}
+
+fn fleet_config() -> Result<FleetConfig, i32> {
+    FleetConfig::from_env(&ProcessEnv).map_err(|errors| {
+        for e in errors {
+            eprintln!("error: {e}");
+        }
+        exit::USAGE
+    })
+}
+
+/// `mailferry keygen`: prints a new fleet key line.
+pub fn keygen() -> i32 {
+    match FleetKeys::generate_line() {
+        Ok(line) => {
+            print!("{line}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FATAL
+        }
+    }
+}
+
+/// Runs the coordinator until the first interrupt.
+pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>) -> i32 {
+    let cfg = match fleet_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let tokens_file = std::env::var("MAILFERRY_API_TOKENS_FILE").ok();
+    let tokens = match tokens_file
+        .as_deref()
+        .map(|f| Tokens::load(std::path::Path::new(f)))
+    {
+        Some(Ok(t)) => t,
+        Some(Err(e)) => {
+            eprintln!("error: MAILFERRY_API_TOKENS_FILE: {e}");
+            return exit::USAGE;
+        }
+        None => {
+            eprintln!(
+                "error: MAILFERRY_API_TOKENS_FILE is not set: the file of accepted API tokens, one per line"
+            );
+            return exit::USAGE;
+        }
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => match (std::fs::read(c), std::fs::read(k)) {
+            (Ok(cert), Ok(key)) => Some(TlsFiles { cert, key }),
+            (Err(e), _) => {
+                eprintln!("error: --tls-cert {}: {e}", c.display());
+                return exit::USAGE;
+            }
+            (_, Err(e)) => {
+                eprintln!("error: --tls-key {}: {e}", k.display());
+                return exit::USAGE;
+            }
+        },
+        _ => None,
+    };
+    let admin = match crate::admin::bind(args.admin_listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let (ready_tx, ready_rx) = watch::channel(false);
+    crate::admin::spawn(admin, ready_rx);
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: --listen {}: {e}", args.listen);
+            return exit::USAGE;
+        }
+    };
+    let store = match connect_store(&cfg, &mut stop).await {
+        Some(s) => s,
+        None => return exit::INTERRUPTED,
+    };
+    let queue = match connect_queue(&cfg, Role::Coordinator, &mut stop).await {
+        Some(q) => Arc::new(q),
+        None => return exit::INTERRUPTED,
+    };
+    let control = match Control::start(
+        store,
+        queue,
+        Arc::new(cfg.keys),
+        ControlConfig {
+            probe_timeout: Duration::from_secs(args.probe_timeout.max(1)),
+            ..ControlConfig::default()
+        },
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FATAL;
+        }
+    };
+    let _ = ready_tx.send(true);
+    tracing::info!(listen = %args.listen, namespace = %cfg.namespace, "coordinator serving");
+    eprintln!(
+        "mailferry coordinator: gRPC on {}, admin on {}",
+        args.listen, args.admin_listen
+    );
+    let shutdown = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    match api::serve(Api::new(control), tokens, tls, listener, shutdown).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::FATAL
+        }
+    }
+}
+
+/// Connects to Redis, retrying until it answers or the process is interrupted.
+async fn connect_store(cfg: &FleetConfig, stop: &mut watch::Receiver<bool>) -> Option<RedisStore> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match RedisStore::connect(&cfg.redis_url, &cfg.namespace).await {
+            Ok(s) => return Some(s),
+            Err(e) => eprintln!("waiting for Redis: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => return None,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Connects to RabbitMQ, retrying until it answers or the process is interrupted.
+async fn connect_queue(
+    cfg: &FleetConfig,
+    role: Role,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<AmqpQueue> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match AmqpQueue::connect(&cfg.amqp_url, &cfg.namespace, role).await {
+            Ok(q) => return Some(q),
+            Err(e) => eprintln!("waiting for RabbitMQ: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|s| *s) => return None,
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Runs a worker until the first interrupt, then drains.
+pub async fn worker(args: WorkerArgs, mut stop: watch::Receiver<bool>) -> i32 {
+    let cfg = match fleet_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut errors = Vec::new();
+    let budget = crate::args::parse_size(&args.memory_budget).filter(|b| *b >= 1 << 20);
+    if budget.is_none() {
+        errors.push(format!(
+            "--memory-budget {:?} must be a size of at least 1M",
+            args.memory_budget
+        ));
+    }
+    if args.concurrency == 0 || args.concurrency > 256 {
+        errors.push(format!(
+            "--concurrency {} must be between 1 and 256",
+            args.concurrency
+        ));
+    }
+    if args.timeout == 0 {
+        errors.push("--timeout must be at least 1 second".into());
+    }
+    if args.lease_ttl < 3 {
+        errors.push(format!(
+            "--lease-ttl {} must be at least 3 seconds",
+            args.lease_ttl
+        ));
+    }
+    let Some(budget) = budget.filter(|_| errors.is_empty()) else {
+        for e in errors {
+            eprintln!("error: {e}");
+        }
+        return exit::USAGE;
+    };
+    let admin = match crate::admin::bind(args.admin_listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let (ready_tx, ready_rx) = watch::channel(false);
+    crate::admin::spawn(admin, ready_rx);
+    let Some(store) = connect_store(&cfg, &mut stop).await else {
+        return exit::INTERRUPTED;
+    };
+    let Some(queue) = connect_queue(
+        &cfg,
+        Role::Worker {
+            prefetch: args.concurrency,
+        },
+        &mut stop,
+    )
+    .await
+    else {
+        return exit::INTERRUPTED;
+    };
+    let queue = Arc::new(queue);
+    let creds = MemoryCredentials::default();
+    let tasks = Arc::new(WorkerQueue::new(
+        queue.clone(),
+        store.clone(),
+        Arc::new(cfg.keys),
+        creds.clone(),
+    ));
+    let holder = format!(
+        "worker:{}:{}:{}",
+        hostname(),
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let engine = Arc::new(Engine::new(
+        store,
+        creds,
+        EngineConfig {
+            connect: ConnectOptions {
+                buffers: Arc::new(mailferry_worker::imap::buffers::BufferPool::new(
+                    usize::try_from(budget / 4).unwrap_or(usize::MAX),
+                )),
+                timeout: Duration::from_secs(args.timeout),
+                ..ConnectOptions::default()
+            },
+            budget_bytes: budget - budget / 4,
+            holder,
+            lease_ttl: Duration::from_secs(args.lease_ttl),
+            ..EngineConfig::default()
+        },
+    ));
+    let _ = ready_tx.send(true);
+    eprintln!(
+        "mailferry worker: {} tasks at once, namespace {}, admin on {}",
+        args.concurrency, cfg.namespace, args.admin_listen
+    );
+    let drain = Duration::from_secs(args.drain_timeout);
+    let mut stop2 = stop.clone();
+    let shutdown = async move {
+        let _ = stop2.wait_for(|s| *s).await;
+    };
+    let runner = mailferry_worker::runner::run(
+        tasks.clone(),
+        engine,
+        usize::from(args.concurrency),
+        shutdown,
+    );
+    tokio::pin!(runner);
+    tokio::select! {
+        _ = &mut runner => {}
+        _ = async {
+            let _ = stop.wait_for(|s| *s).await;
+            let _ = ready_tx.send(false);
+            // Tasks not started go back to the queue; the ones in hand get the grace period.
+            mailferry_fleet::TaskQueue::close(tasks.as_ref());
+            tokio::time::sleep(drain).await;
+        } => {
+            eprintln!("drain timeout: tasks still in hand will be redelivered to another worker");
+        }
+    }
+    exit::OK
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into())
+}
