@@ -10,11 +10,11 @@ use std::time::Duration;
 use clap::Args;
 use mailferry_coordinator::api::{self, Api, TlsFiles, Tokens};
 use mailferry_coordinator::control::{Control, ControlConfig};
-use mailferry_fleet::MemoryCredentials;
 use mailferry_fleet::amqp::{AmqpQueue, Role};
 use mailferry_fleet::redis_store::RedisStore;
 use mailferry_fleet::seal::FleetKeys;
 use mailferry_fleet::worker_queue::WorkerQueue;
+use mailferry_fleet::{MemoryCredentials, Store};
 use mailferry_worker::engine::{Engine, EngineConfig};
 use mailferry_worker::imap::ConnectOptions;
 use tokio::sync::watch;
@@ -148,6 +148,18 @@ pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>)
         Some(s) => s,
         None => return exit::INTERRUPTED,
     };
+    // One coordinator drives the fleet at a time: the others wait, not ready, for the leader
+    // lease; a leader that cannot renew it stops at once (its successor resumes the passes).
+    let holder = format!(
+        "coordinator:{}:{}:{}",
+        hostname(),
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let Some(token) = await_leadership(&store, &holder, &mut stop).await else {
+        return exit::INTERRUPTED;
+    };
+    let lost = keep_leadership(store.clone(), token);
     let queue = match connect_queue(&cfg, Role::Coordinator, &mut stop).await {
         Some(q) => Arc::new(q),
         None => return exit::INTERRUPTED,
@@ -176,7 +188,12 @@ pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>)
         args.listen, args.admin_listen
     );
     let shutdown = async move {
-        let _ = stop.wait_for(|s| *s).await;
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => {}
+            _ = lost => {
+                eprintln!("error: lost the coordinator leader lease (Redis unreachable or flushed); stopping so that one coordinator drives the fleet");
+            }
+        }
     };
     match api::serve(Api::new(control), tokens, tls, listener, shutdown).await {
         Ok(()) => exit::OK,
@@ -186,6 +203,61 @@ pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>)
         }
     }
 }
+
+/// How long the coordinator's leader lease lasts without renewal.
+const LEADER_TTL: Duration = Duration::from_secs(15);
+
+/// Waits for the leader lease; `None` when interrupted first.
+async fn await_leadership(
+    store: &RedisStore,
+    holder: &str,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<u64> {
+    let mut told = false;
+    loop {
+        match store.acquire_lease(LEADER_LEASE, holder, LEADER_TTL).await {
+            Ok(Some(token)) => return Some(token),
+            Ok(None) if !told => {
+                eprintln!("another coordinator leads this namespace; standing by");
+                told = true;
+            }
+            Ok(None) => {}
+            Err(e) => eprintln!("leader lease: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LEADER_TTL / 5) => {}
+            _ = stop.wait_for(|s| *s) => return None,
+        }
+    }
+}
+
+/// Renews the leader lease every third of its life; resolves when it is lost.
+fn keep_leadership(store: RedisStore, token: u64) -> impl Future<Output = ()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut renewed = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(LEADER_TTL / 3).await;
+            match store.renew_lease(LEADER_LEASE, token, LEADER_TTL).await {
+                Ok(true) => renewed = tokio::time::Instant::now(),
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!("leader lease not renewed: {e}");
+                    if renewed.elapsed() >= LEADER_TTL * 2 / 3 {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(());
+    });
+    async move {
+        let _ = rx.await;
+    }
+}
+
+/// The leader lease's name.
+const LEADER_LEASE: &str = "coordinator-leader";
 
 /// Connects to Redis, retrying until it answers or the process is interrupted.
 async fn connect_store(cfg: &FleetConfig, stop: &mut watch::Receiver<bool>) -> Option<RedisStore> {

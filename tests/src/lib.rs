@@ -33,6 +33,7 @@
 pub mod cli;
 pub mod fake_server;
 pub mod fixtures;
+pub mod fleet;
 pub mod imap_client;
 pub mod proxy;
 pub mod servers;
