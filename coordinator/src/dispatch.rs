@@ -84,6 +84,10 @@ impl<Q: TaskQueue> TaskQueue for RunQueue<Q> {
         self.queue.publish_task(task).await
     }
 
+    async fn publish_task_after(&self, task: TaskEnvelope, delay: std::time::Duration) -> bool {
+        self.queue.publish_task_after(task, delay).await
+    }
+
     /// A run view only publishes tasks; workers read the shared queue.
     async fn next_task(&self) -> Option<TaskEnvelope> {
         None

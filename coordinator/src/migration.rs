@@ -280,8 +280,7 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
             .insert(task.task_id.clone(), (task.pair_id.clone(), task.clone()));
         let queue = self.queue.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            queue.publish_task(task).await;
+            queue.publish_task_after(task, delay).await;
         });
     }
 

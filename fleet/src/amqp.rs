@@ -536,6 +536,10 @@ impl TaskQueue for AmqpQueue {
         self.publish_task_ref(&task).await
     }
 
+    async fn publish_task_after(&self, task: TaskEnvelope, delay: Duration) -> bool {
+        AmqpQueue::publish_task_after(self, &task, delay).await
+    }
+
     async fn next_task(&self) -> Option<TaskEnvelope> {
         let shared = &self.shared;
         if !matches!(shared.role, Role::Worker { .. }) {

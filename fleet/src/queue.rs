@@ -13,6 +13,19 @@ use tokio::sync::{Mutex, mpsc};
 pub trait TaskQueue: Send + Sync + 'static {
     /// Publishes a task.
     fn publish_task(&self, task: TaskEnvelope) -> impl Future<Output = bool> + Send;
+    /// Publishes a task that should reach workers after `delay` (a retry with backoff). The
+    /// default waits in this process; the fleet's queue parks it in the broker instead, so a
+    /// retry survives the publisher.
+    fn publish_task_after(
+        &self,
+        task: TaskEnvelope,
+        delay: std::time::Duration,
+    ) -> impl Future<Output = bool> + Send {
+        async move {
+            tokio::time::sleep(delay).await;
+            self.publish_task(task).await
+        }
+    }
     /// Waits for the next task; `None` when the queue is closed.
     fn next_task(&self) -> impl Future<Output = Option<TaskEnvelope>> + Send;
     /// Publishes an outcome.
