@@ -497,9 +497,11 @@ impl Control {
             .request_owner(&req.request_id)
             .await
             .map_err(unavailable)?
-            && let Ok(v) = self.get(&existing).await
         {
-            return Ok(v);
+            return self
+                .get(&existing)
+                .await
+                .map_err(|e| used_request(e, &req.request_id, &existing));
         }
         req.options
             .validate("options")
@@ -521,7 +523,10 @@ impl Control {
         {
             // Another request with this id won the race: it is the migration.
             self.drop_accounts(&pairs).await;
-            return self.get(&other).await;
+            return self
+                .get(&other)
+                .await
+                .map_err(|e| used_request(e, &req.request_id, &other));
         }
         let now = Utc::now();
         let record = MigrationRecord {
@@ -1123,6 +1128,16 @@ impl Control {
             .await
             .map_err(unavailable)?;
         Ok((replayed, dropped))
+    }
+}
+
+/// A request id whose migration is gone cannot create another one.
+fn used_request(e: ControlError, request_id: &str, migration: &str) -> ControlError {
+    match e {
+        ControlError::NotFound(_) => ControlError::Precondition(format!(
+            "request_id {request_id:?} already created migration {migration}, which has since been deleted; send a new request_id to create another"
+        )),
+        other => other,
     }
 }
 
