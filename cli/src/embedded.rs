@@ -90,6 +90,11 @@ fn engine_config(common: &CommonArgs, budget: u64) -> EngineConfig {
         budget_bytes: budget - budget / 4,
         max_bytes_per_second: common.limits().bytes_per_second,
         max_messages_per_second: common.limits().messages_per_second,
+        // `--connections` (or the provider's preset) bounds sessions per account and side,
+        // idle pooled ones included.
+        account_connections: u32::try_from(common.limits().connections)
+            .unwrap_or(u32::MAX)
+            .max(1),
         ..EngineConfig::default()
     }
 }

@@ -63,6 +63,14 @@ pub struct WorkerArgs {
     /// In-flight message bytes of this worker, shared by all its connections.
     #[arg(long, env = "MAILFERRY_MEMORY_BUDGET", default_value = "64M")]
     pub memory_budget: String,
+    /// IMAP sessions per mailbox account and side across the whole fleet (idle pooled ones
+    /// included: providers count them). Gmail allows about 15. The same value on every worker.
+    #[arg(long, env = "MAILFERRY_ACCOUNT_CONNECTIONS", default_value_t = 8)]
+    pub account_connections: u32,
+    /// IMAP sessions per server (host and port) across the whole fleet. The same value on every
+    /// worker.
+    #[arg(long, env = "MAILFERRY_HOST_CONNECTIONS", default_value_t = 200)]
+    pub host_connections: u32,
     /// Seconds to let the tasks in hand finish after SIGTERM; the rest are redelivered.
     #[arg(long, env = "MAILFERRY_DRAIN_TIMEOUT", default_value_t = 60)]
     pub drain_timeout: u64,
@@ -318,6 +326,12 @@ pub async fn worker(args: WorkerArgs, mut stop: watch::Receiver<bool>) -> i32 {
     if args.timeout == 0 {
         errors.push("--timeout must be at least 1 second".into());
     }
+    if args.account_connections == 0 {
+        errors.push("--account-connections must be at least 1".into());
+    }
+    if args.host_connections == 0 {
+        errors.push("--host-connections must be at least 1".into());
+    }
     if args.lease_ttl < 3 {
         errors.push(format!(
             "--lease-ttl {} must be at least 3 seconds",
@@ -381,6 +395,8 @@ pub async fn worker(args: WorkerArgs, mut stop: watch::Receiver<bool>) -> i32 {
             budget_bytes: budget - budget / 4,
             holder,
             lease_ttl: Duration::from_secs(args.lease_ttl),
+            account_connections: args.account_connections,
+            host_connections: args.host_connections,
             ..EngineConfig::default()
         },
     ));

@@ -1,6 +1,7 @@
 //! The store: a cache of what was copied (so a retried batch is cheap), folder watermarks (so a
-//! rerun over unchanged folders costs one STATUS each), and leases (so two runs never write one
-//! target folder at once).
+//! rerun over unchanged folders costs one STATUS each), leases (so two runs never write one
+//! target folder at once) and connection slots (so the fleet as a whole keeps a provider's
+//! per-account and per-host connection limits).
 //!
 //! The store is a cache, never the truth: losing it must never cause a duplicate, because a worker
 //! can always decide from the target's own contents (DESIGN.md, "Idempotency"). [`SqliteStore`] is
@@ -93,8 +94,9 @@ pub struct FolderWatermark {
     pub options: String,
 }
 
-/// The store's operations.
-pub trait Store: Send + Sync + 'static {
+/// The store's operations. Cheap to clone (a handle), so a background task (the engine's slot
+/// renewal) can hold its own.
+pub trait Store: Clone + Send + Sync + 'static {
     /// Records completed copies.
     fn record_done(
         &self,
@@ -156,6 +158,32 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
         token: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes one connection slot in every named set `(set, limit)` for `ttl`, or none at all when
+    /// any set already has `limit` live slots; returns the token that holds them. Slots whose
+    /// holder stopped renewing (expired) or, embedded, whose local process is gone do not count.
+    fn acquire_slots(
+        &self,
+        sets: &[(String, u32)],
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Extends the slots `token` holds in `sets` to `ttl` from now; false when any of them is
+    /// lost (expired, released, or the store was flushed): its session must be closed.
+    fn renew_slots(
+        &self,
+        sets: &[String],
+        token: u64,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives back the slots `token` holds in `sets`.
+    fn release_slots(
+        &self,
+        sets: &[String],
+        token: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The embedded store: one SQLite file in the state directory.
@@ -183,6 +211,10 @@ CREATE TABLE IF NOT EXISTS lease (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL, expires_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lease_token (id INTEGER PRIMARY KEY CHECK (id = 1), next INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS slot (
+    set_name TEXT NOT NULL, token INTEGER NOT NULL, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (set_name, token)
+) WITHOUT ROWID;
 ";
 
 impl SqliteStore {
@@ -493,6 +525,105 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn acquire_slots(
+        &self,
+        sets: &[(String, u32)],
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, StoreError> {
+        let (sets, holder) = (sets.to_vec(), holder.to_owned());
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            for (set, limit) in &sets {
+                tx.execute(
+                    "DELETE FROM slot WHERE set_name = ?1 AND expires_ms <= ?2",
+                    params![set, now],
+                )?;
+                let holders: Vec<(i64, String)> = {
+                    let mut stmt =
+                        tx.prepare_cached("SELECT token, holder FROM slot WHERE set_name = ?1")?;
+                    let rows = stmt.query_map(params![set], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    rows.collect::<rusqlite::Result<_>>()?
+                };
+                let mut live = 0u32;
+                for (token, h) in holders {
+                    if holder_alive(&h) {
+                        live = live.saturating_add(1);
+                    } else {
+                        tx.execute(
+                            "DELETE FROM slot WHERE set_name = ?1 AND token = ?2",
+                            params![set, token],
+                        )?;
+                    }
+                }
+                if live >= *limit {
+                    // Dropping the transaction rolls back: all or nothing.
+                    return Ok(None);
+                }
+            }
+            tx.execute(
+                "INSERT INTO lease_token (id, next) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET next = next + 1",
+                [],
+            )?;
+            let token: i64 =
+                tx.query_row("SELECT next FROM lease_token WHERE id = 1", [], |r| r.get(0))?;
+            for (set, _) in &sets {
+                tx.execute(
+                    "INSERT INTO slot (set_name, token, holder, expires_ms) VALUES (?1, ?2, ?3, ?4)",
+                    params![set, token, holder, now.saturating_add(ttl_ms)],
+                )?;
+            }
+            tx.commit()?;
+            Ok(u64::try_from(token).ok())
+        })
+        .await
+    }
+
+    async fn renew_slots(
+        &self,
+        sets: &[String],
+        token: u64,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let sets = sets.to_vec();
+        let token = i64::try_from(token).unwrap_or(-1);
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let now = now_ms();
+            for set in &sets {
+                let n = tx.execute(
+                    "UPDATE slot SET expires_ms = ?3 WHERE set_name = ?1 AND token = ?2 AND expires_ms > ?4",
+                    params![set, token, now.saturating_add(ttl_ms), now],
+                )?;
+                if n != 1 {
+                    return Ok(false);
+                }
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn release_slots(&self, sets: &[String], token: u64) -> Result<(), StoreError> {
+        let sets = sets.to_vec();
+        let token = i64::try_from(token).unwrap_or(-1);
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            for set in &sets {
+                tx.execute(
+                    "DELETE FROM slot WHERE set_name = ?1 AND token = ?2",
+                    params![set, token],
+                )?;
+            }
+            tx.commit()
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -617,6 +748,119 @@ mod tests {
                 .await
                 .unwrap(),
             None
+        );
+    }
+
+    fn sets(list: &[(&str, u32)]) -> Vec<(String, u32)> {
+        list.iter().map(|(s, n)| ((*s).to_owned(), *n)).collect()
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn slots_keep_every_limit_all_or_nothing() {
+        let store = SqliteStore::in_memory().unwrap();
+        let ttl = Duration::from_secs(60);
+        let both = sets(&[("acct:a", 2), ("host:h", 3)]);
+        let t1 = store
+            .acquire_slots(&both, "w1", ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        let t2 = store
+            .acquire_slots(&both, "w2", ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(t1, t2, "tokens differ");
+        assert_eq!(
+            store.acquire_slots(&both, "w1", ttl).await.unwrap(),
+            None,
+            "the account limit holds"
+        );
+        // The refused attempt took nothing from the host: one more fits there.
+        let other = sets(&[("acct:b", 2), ("host:h", 3)]);
+        let t3 = store
+            .acquire_slots(&other, "w3", ttl)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store.acquire_slots(&other, "w3", ttl).await.unwrap(),
+            None,
+            "the host limit holds"
+        );
+        store
+            .release_slots(&names(&["acct:a", "host:h"]), t1)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .renew_slots(&names(&["acct:b", "host:h"]), t3, ttl)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .renew_slots(&names(&["acct:a", "host:h"]), t1, ttl)
+                .await
+                .unwrap(),
+            "released"
+        );
+        assert!(
+            store
+                .acquire_slots(&both, "w1", ttl)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_slots_and_dead_local_holders_do_not_count() {
+        let store = SqliteStore::in_memory().unwrap();
+        let one = sets(&[("acct:a", 1)]);
+        let t1 = store
+            .acquire_slots(&one, "w1", Duration::from_millis(50))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            store
+                .acquire_slots(&one, "w2", Duration::from_secs(60))
+                .await
+                .unwrap(),
+            None
+        );
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(
+            !store
+                .renew_slots(&names(&["acct:a"]), t1, Duration::from_secs(60))
+                .await
+                .unwrap(),
+            "expired"
+        );
+        let dead = format!("embedded:{}:0", host_name());
+        let t2 = store
+            .acquire_slots(&one, &dead, Duration::from_secs(600))
+            .await
+            .unwrap()
+            .unwrap();
+        let t3 = store
+            .acquire_slots(&one, &embedded_holder(), Duration::from_secs(600))
+            .await
+            .unwrap()
+            .expect("a dead local holder's slot is free");
+        assert!(t3 > t2);
+        assert_eq!(
+            store
+                .acquire_slots(&one, "embedded:elsewhere:1", Duration::from_secs(60))
+                .await
+                .unwrap(),
+            None,
+            "a live holder's slot is not"
         );
     }
 

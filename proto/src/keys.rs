@@ -14,6 +14,7 @@
 //! | `<ns>:{coord}:epoch`                       | [`epoch`]              | string     | when the store's data began (Redis time, ms)    |
 //! | `<ns>:{coord}:lease:<name>`                | [`lease`]              | hash       | `holder`, `token`; expires with the lease (PX)  |
 //! | `<ns>:{coord}:lease-token`                 | [`lease_counter`]      | string     | the last fencing token issued (INCR)            |
+//! | `<ns>:{coord}:slots:<set>`                 | [`slots`]              | sorted set | connection slot tokens scored by expiry (ms)    |
 //! | `<ns>:migrations`                          | [`migrations_index`]   | sorted set | migration ids scored by creation time (ms)      |
 //! | `<ns>:migration:<id>`                      | [`migration`]          | string     | the coordinator's migration record (JSON)       |
 //! | `<ns>:migration:<id>:pairs`                | [`pair_summaries`]     | hash       | pair id → pair summary (JSON)                   |
@@ -29,7 +30,8 @@
 //! `<folder>` is the target folder, `<uv>` a UIDVALIDITY in decimal, `<side>` `source` or `target`.
 //!
 //! Hash tags (the text in `{}`) keep keys that one script or transaction touches together in one
-//! cluster slot: `{coord}` for the lease script (epoch, lease, counter), `{<pair>}` for a pair's
+//! cluster slot: `{coord}` for the lease and slot scripts (epoch, lease, counter, slot sets, which
+//! one script takes together), `{<pair>}` for a pair's
 //! copy entries, key set, watermarks and accounts.
 
 /// Lease names that guard writes into a target folder start with this; the store refuses them
@@ -78,6 +80,13 @@ pub fn lease(ns: &str, name: &str) -> String {
 /// The fencing token counter of all leases.
 pub fn lease_counter(ns: &str) -> String {
     format!("{ns}:{{coord}}:lease-token")
+}
+
+/// One set of connection slots (e.g. `acct:source:alice@imap.example.com:993`): the tokens of
+/// the sessions that hold a slot, scored by when they expire. Shares the lease counter's slot, so
+/// one script takes slots in several sets and a token from the counter at once.
+pub fn slots(ns: &str, set: &str) -> String {
+    format!("{ns}:{{coord}}:slots:{}", segment(set))
 }
 
 /// Migration ids by creation time.
@@ -185,6 +194,7 @@ mod tests {
             epoch(ns),
             lease(ns, "folder:p:INBOX"),
             lease_counter(ns),
+            slots(ns, "acct:source:a@h:993"),
             migrations_index(ns),
             migration(ns, "m1"),
             pair_summaries(ns, "m1"),
@@ -212,6 +222,7 @@ mod tests {
         };
         assert_eq!(tag(&epoch(ns)), tag(&lease(ns, "folder:x")));
         assert_eq!(tag(&epoch(ns)), tag(&lease_counter(ns)));
+        assert_eq!(tag(&epoch(ns)), tag(&slots(ns, "host:h:993")));
         assert_eq!(tag(&done(ns, "p1", "x", 1)), tag(&pair_done_keys(ns, "p1")));
         assert_eq!(tag(&watermark(ns, "p1")), tag(&account(ns, "p1", "target")));
         assert_ne!(
