@@ -412,7 +412,7 @@ pub async fn worker(args: WorkerArgs, mut stop: watch::Receiver<bool>) -> i32 {
     };
     let runner = mailferry_worker::runner::run(
         tasks.clone(),
-        engine,
+        engine.clone(),
         usize::from(args.concurrency),
         shutdown,
     );
@@ -429,6 +429,8 @@ pub async fn worker(args: WorkerArgs, mut stop: watch::Receiver<bool>) -> i32 {
             eprintln!("drain timeout: tasks still in hand will be redelivered to another worker");
         }
     }
+    // Idle sessions hold connection slots the other workers may be waiting for.
+    let _ = tokio::time::timeout(Duration::from_secs(5), engine.close_idle()).await;
     exit::OK
 }
 

@@ -237,6 +237,22 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
         self.connect(pair_id, side).await
     }
 
+    /// Closes every idle pooled session and gives its slots back (a worker that stops, so
+    /// the fleet's other workers do not wait for the slots to expire).
+    pub async fn close_idle(&self) {
+        let idle: Vec<Session> = match self.pool.lock() {
+            Ok(mut pool) => pool
+                .drain()
+                .flat_map(|(_, list)| list)
+                .map(|(s, _)| s)
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for s in idle {
+            s.close(&self.store, true).await;
+        }
+    }
+
     /// Returns a session after a task that ended cleanly; a session that saw an error is
     /// dropped instead, since its state is unknown (dropping it gives its slots back).
     pub fn release(&self, pair_id: &str, session: Session) {
