@@ -167,7 +167,7 @@ pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>)
     let Some(token) = await_leadership(&store, &holder, &mut stop).await else {
         return exit::INTERRUPTED;
     };
-    let lost = keep_leadership(store.clone(), token);
+    let lost = keep_leadership(store.clone(), holder.clone(), token);
     let queue = match connect_queue(&cfg, Role::Coordinator, &mut stop).await {
         Some(q) => Arc::new(q),
         None => return exit::INTERRUPTED,
@@ -239,16 +239,27 @@ async fn await_leadership(
     }
 }
 
-/// Renews the leader lease every third of its life; resolves when it is lost.
-fn keep_leadership(store: RedisStore, token: u64) -> impl Future<Output = ()> {
+/// Renews the leader lease every third of its life; resolves when another coordinator has it.
+/// A lease that vanished (Redis flushed) is taken again at once if it is free.
+fn keep_leadership(store: RedisStore, holder: String, token: u64) -> impl Future<Output = ()> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let mut renewed = tokio::time::Instant::now();
+        let mut token = token;
         loop {
             tokio::time::sleep(LEADER_TTL / 3).await;
             match store.renew_lease(LEADER_LEASE, token, LEADER_TTL).await {
                 Ok(true) => renewed = tokio::time::Instant::now(),
-                Ok(false) => break,
+                Ok(false) => match store.acquire_lease(LEADER_LEASE, &holder, LEADER_TTL).await {
+                    Ok(Some(t)) => {
+                        tracing::warn!(
+                            "the leader lease had vanished (Redis flushed?); taken again"
+                        );
+                        token = t;
+                        renewed = tokio::time::Instant::now();
+                    }
+                    _ => break,
+                },
                 Err(e) => {
                     tracing::warn!("leader lease not renewed: {e}");
                     if renewed.elapsed() >= LEADER_TTL * 2 / 3 {

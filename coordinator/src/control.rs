@@ -483,9 +483,18 @@ impl Control {
     }
 
     async fn live(&self, id: &str) -> Result<Arc<Live>, ControlError> {
-        self.load(id)
+        let live = self
+            .load(id)
             .await?
-            .ok_or_else(|| ControlError::NotFound(format!("no migration {id:?}")))
+            .ok_or_else(|| ControlError::NotFound(format!("no migration {id:?}")))?;
+        // The store is the truth: a migration it lost (Redis flushed) is gone, whatever this
+        // process still remembers.
+        if self.inner.forget_if_lost(id, &live).await? {
+            return Err(ControlError::NotFound(format!(
+                "no migration {id:?} (the fleet's store no longer holds it)"
+            )));
+        }
+        Ok(live)
     }
 
     /// Creates a migration (or returns the one its request id created) and starts its first
@@ -1202,8 +1211,35 @@ fn failure_error(pair: &PairRecord, index: usize, f: &TaskFailure) -> ControlErr
 }
 
 impl Inner {
+    /// True (and the migration forgotten, its runs stopped) when the store no longer holds it.
+    async fn forget_if_lost(&self, id: &str, live: &Live) -> Result<bool, ControlError> {
+        if self
+            .store
+            .load_migration(id)
+            .await
+            .map_err(unavailable)?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        tracing::warn!(migration = %id, "the store no longer holds this migration (flushed?): forgetting it");
+        live.stop.send_replace(true);
+        if let Ok(mut map) = self.live.lock() {
+            map.remove(id);
+        }
+        Ok(true)
+    }
+
     async fn save(&self, live: &Live) -> Result<(), ControlError> {
         let rec = live.record();
+        // Never write back a record the store lost: that would resurrect a migration whose
+        // credentials are gone.
+        if self.forget_if_lost(&rec.id, live).await? {
+            return Err(ControlError::NotFound(format!(
+                "no migration {:?} (the fleet's store no longer holds it)",
+                rec.id
+            )));
+        }
         let json = serde_json::to_string(&rec)
             .map_err(|e| ControlError::Unavailable(format!("record: {e}")))?;
         self.store
@@ -1362,6 +1398,15 @@ impl LiveProgress {
     }
 
     async fn save(&self, pair: &str, summary: PairSummary) {
+        match self
+            .inner
+            .forget_if_lost(&self.migration_id, &self.live)
+            .await
+        {
+            Ok(false) => {}
+            Ok(true) => return,
+            Err(e) => tracing::warn!(%pair, "summary not saved: {e}"),
+        }
         let stored = StoredSummary {
             pass: self.pass,
             summary,

@@ -197,7 +197,7 @@ pub async fn run<Q: TaskQueue, S: Store>(
         }
         if let OutcomeBody::Failed(f) = &outcome.body
             && matches!(f.kind, ErrorKind::Transient | ErrorKind::Throttled)
-            && task.attempt + 1 < opts.max_attempts
+            && task.attempt + 1 < attempts_for(f, opts.max_attempts)
         {
             // The server's own word on how long to wait wins over our backoff (at least 1 s,
             // at most 30 min).
@@ -230,6 +230,17 @@ pub async fn run<Q: TaskQueue, S: Store>(
         .filter_map(|id| runs.remove(&id))
         .map(|r| r.tally.finish())
         .collect()
+}
+
+/// Attempts a failure allows. A failure that says when to come back (a folder lease held by a
+/// writer that died, a young store, a server's backoff hint) is waiting, not failing: it gets
+/// four times the attempts, so two crashes in a row cannot exhaust a batch's retries.
+fn attempts_for(f: &TaskFailure, max_attempts: u32) -> u32 {
+    if f.retry_after_ms.is_some() {
+        max_attempts.saturating_mul(4)
+    } else {
+        max_attempts
+    }
 }
 
 struct Driver<'s, Q: TaskQueue, S: Store> {

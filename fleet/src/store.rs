@@ -287,6 +287,8 @@ fn host_name() -> String {
 }
 
 fn holder_alive(holder: &str) -> bool {
+    // `embedded:<host>:<pid>`, optionally followed by `#<task>` (one holder per task run).
+    let holder = holder.split_once('#').map_or(holder, |(h, _)| h);
     let Some(rest) = holder.strip_prefix("embedded:") else {
         return true;
     };

@@ -1211,6 +1211,102 @@ pub fn delete_redis_namespace(redis_url: &str, ns: &str) -> Result<usize> {
     Ok(keys.len())
 }
 
+/// Helpers for fault-injection scenarios (`tests/tests/fleet_faults.rs`): workers armed with a
+/// crash point, and what became of them.
+impl Fleet {
+    /// Starts one more worker with `extra` environment on top of
+    /// [`FleetOptions::extra_worker_env`] (e.g. `MAILFERRY_FAILPOINT=fetch:2`) and returns its
+    /// index once it answers `GET /ready` with 200 — or once it has exited, since a worker armed
+    /// with a crash point may reach it before readiness is polled.
+    ///
+    /// # Panics
+    /// When it cannot be started or is neither ready nor exited within [`READY_TIMEOUT`].
+    pub async fn start_worker_with_env(&mut self, extra: &[(&str, &str)]) -> usize {
+        let saved = self.options.extra_worker_env.clone();
+        self.options.extra_worker_env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let spawned = self.spawn_worker();
+        self.options.extra_worker_env = saved;
+        let index = spawned.unwrap_or_else(|e| panic!("starting a worker: {e:#}"));
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let Some(Some(p)) = self.workers.get_mut(index) else {
+                panic!("worker {index} vanished");
+            };
+            if matches!(p.child.try_wait(), Ok(Some(_))) {
+                return index;
+            }
+            let addr = format!("127.0.0.1:{}", p.admin_port);
+            if let Ok((200, _)) = http_get(&addr, "/ready").await {
+                return index;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} not ready within {READY_TIMEOUT:?}\n{}",
+                    p.name,
+                    log_tail(&p.log)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// How worker `index` ended, once it has exited by itself (e.g. at a crash point); `None`
+    /// while it runs, and for a worker this fleet killed or never started.
+    pub fn worker_exit_status(&mut self, index: usize) -> Option<std::process::ExitStatus> {
+        let p = self.workers.get_mut(index)?.as_mut()?;
+        p.child.try_wait().ok().flatten()
+    }
+
+    /// Waits up to `limit` for worker `index` to exit by itself; its exit status, or `None` if
+    /// it still runs.
+    pub async fn wait_worker_exit(
+        &mut self,
+        index: usize,
+        limit: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.worker_exit_status(index) {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// How the coordinator ended, once it has exited by itself (e.g. on losing its leader
+    /// lease); `None` while it runs, and after [`Fleet::kill_coordinator`].
+    pub fn coordinator_exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        let p = self.coordinator.as_mut()?;
+        p.child.try_wait().ok().flatten()
+    }
+
+    /// Indices of the workers that are running now (started, not killed, not exited).
+    pub fn running_workers(&mut self) -> Vec<usize> {
+        let mut running = Vec::new();
+        for (i, slot) in self.workers.iter_mut().enumerate() {
+            if let Some(p) = slot
+                && matches!(p.child.try_wait(), Ok(None))
+            {
+                running.push(i);
+            }
+        }
+        running
+    }
+
+    /// Everything worker `index` printed so far (empty when it never ran).
+    pub fn worker_log(&self, index: usize) -> String {
+        let path = self.dir.path().join(format!("worker-{index}.log"));
+        String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

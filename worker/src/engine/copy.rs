@@ -46,9 +46,12 @@ pub async fn run<S: Store, C: CredentialSource>(
         return Ok(result);
     }
     let lease = format!("folder:{pair}:{}", task.target_raw);
+    // One holder per run of a batch, not per process: a redelivered copy of a batch still
+    // running in this same worker must wait for it like any other writer.
+    let holder = format!("{}#{}", engine.config.holder, run_tag());
     let Some(token) = engine
         .store
-        .acquire_lease(&lease, &engine.config.holder, engine.config.lease_ttl)
+        .acquire_lease(&lease, &holder, engine.config.lease_ttl)
         .await
         .map_err(store_err)?
     else {
@@ -80,6 +83,12 @@ pub async fn run<S: Store, C: CredentialSource>(
     };
     let _ = engine.store.release_lease(&lease, token).await;
     outcome.map(|()| result)
+}
+
+/// A tag unique to one run of a batch in this process.
+fn run_tag() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Renews a folder lease every third of its lifetime; returns (why) only when it is lost, or
