@@ -602,43 +602,6 @@ fn diff_messages(
     (!empty).then_some(fd)
 }
 
-/// Every target folder holds only messages of its source folder, each at most as often as the
-/// source holds it (no duplicate), and nothing outside the mapping.
-pub fn part_of_source(
-    src: &MailboxSnapshot,
-    dst: &MailboxSnapshot,
-    mapping: &[(&str, &str)],
-) -> Result<(), String> {
-    let mut excess = Vec::new();
-    for (s, d) in mapping {
-        let Some(have) = dst.folder(d) else { continue };
-        let empty = BTreeMap::new();
-        let want: &BTreeMap<MessageKey, usize> = src.folder(s).map_or(&empty, |f| &f.messages);
-        for (key, n) in &have.messages {
-            let allowed = want.get(key).copied().unwrap_or(0);
-            if *n > allowed {
-                excess.push(format!(
-                    "{d:?}: {:?} x{n}, source x{allowed}",
-                    have.subjects.get(&key.sha256)
-                ));
-            }
-        }
-    }
-    let mapped: usize = mapping.iter().map(|(_, d)| dst.count(d)).sum();
-    let all: usize = dst.counts().values().sum();
-    if all != mapped {
-        excess.push(format!(
-            "messages outside the mapped folders: {:?}",
-            dst.counts()
-        ));
-    }
-    if excess.is_empty() {
-        Ok(())
-    } else {
-        Err(excess.join("; "))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
