@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use mailferry_fleet::Secret;
-use mailferry_proto::grpc::v1 as pb;
 use mailferry_proto::grpc::v1::{
     AddPairsRequest, CreateMigrationRequest, GetMigrationRequest, ListDeadLettersRequest,
     ListFailuresRequest, ListMigrationsRequest, ListPairsRequest, Migration, MigrationRef,
@@ -382,46 +381,23 @@ async fn act(connect: Connect, action: Action, id: &str, as_json: bool) -> Resul
     Ok(exit::OK)
 }
 
-/// Every pair of a migration, all pages.
-pub(crate) async fn all_pairs(s: &mut Session, id: &str) -> Result<Vec<pb::Pair>, Failed> {
-    s.pages(
-        &format!("list the pairs of migration {id}"),
-        |mut c, page_token| {
-            let req = ListPairsRequest {
-                migration_id: id.to_owned(),
-                page_size: 0,
-                page_token,
-            };
-            async move {
-                let r = c.list_pairs(req).await?.into_inner();
-                Ok::<_, tonic::Status>((r.pairs, r.next_page_token))
-            }
-        },
-    )
-    .await
-}
-
-/// Every failure of a migration, all pages.
-pub(crate) async fn all_failures(s: &mut Session, id: &str) -> Result<Vec<pb::Failure>, Failed> {
-    s.pages(
-        &format!("list the failures of migration {id}"),
-        |mut c, page_token| {
-            let req = ListFailuresRequest {
-                migration_id: id.to_owned(),
-                page_size: 0,
-                page_token,
-            };
-            async move {
-                let r = c.list_failures(req).await?.into_inner();
-                Ok::<_, tonic::Status>((r.failures, r.next_page_token))
-            }
-        },
-    )
-    .await
-}
-
 async fn pairs(mut s: Session, id: &str, as_json: bool) -> Result<i32, Failed> {
-    let list = all_pairs(&mut s, id).await?;
+    let list = s
+        .pages(
+            &format!("list the pairs of migration {id}"),
+            |mut c, page_token| {
+                let req = ListPairsRequest {
+                    migration_id: id.to_owned(),
+                    page_size: 0,
+                    page_token,
+                };
+                async move {
+                    let r = c.list_pairs(req).await?.into_inner();
+                    Ok::<_, tonic::Status>((r.pairs, r.next_page_token))
+                }
+            },
+        )
+        .await?;
     match as_json {
         true => {
             let v = json::list("pairs", list.iter().map(json::pair).collect());
@@ -455,7 +431,22 @@ async fn list(mut s: Session, as_json: bool) -> Result<i32, Failed> {
 }
 
 async fn failures(mut s: Session, id: &str, as_json: bool) -> Result<i32, Failed> {
-    let list = all_failures(&mut s, id).await?;
+    let list = s
+        .pages(
+            &format!("list the failures of migration {id}"),
+            |mut c, page_token| {
+                let req = ListFailuresRequest {
+                    migration_id: id.to_owned(),
+                    page_size: 0,
+                    page_token,
+                };
+                async move {
+                    let r = c.list_failures(req).await?.into_inner();
+                    Ok::<_, tonic::Status>((r.failures, r.next_page_token))
+                }
+            },
+        )
+        .await?;
     match as_json {
         true => {
             let v = json::list("failures", list.iter().map(json::failure).collect());

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use mailferry_proto::grpc::v1::{
-    Migration, MigrationEvent, Pair, PairStatus, WatchMigrationRequest,
+    ListFailuresRequest, ListPairsRequest, Migration, MigrationEvent, Pair, PairStatus,
+    WatchMigrationRequest,
 };
 use serde_json::json;
 
@@ -119,8 +120,38 @@ async fn summary(
     migration: &Migration,
     as_json: bool,
 ) -> Result<i32, Failed> {
-    let pairs = super::all_pairs(s, id).await?;
-    let failures = super::all_failures(s, id).await?;
+    let pairs = s
+        .pages(
+            &format!("list the pairs of migration {id}"),
+            |mut c, page_token| {
+                let req = ListPairsRequest {
+                    migration_id: id.to_owned(),
+                    page_size: 0,
+                    page_token,
+                };
+                async move {
+                    let r = c.list_pairs(req).await?.into_inner();
+                    Ok::<_, tonic::Status>((r.pairs, r.next_page_token))
+                }
+            },
+        )
+        .await?;
+    let failures = s
+        .pages(
+            &format!("list the failures of migration {id}"),
+            |mut c, page_token| {
+                let req = ListFailuresRequest {
+                    migration_id: id.to_owned(),
+                    page_size: 0,
+                    page_token,
+                };
+                async move {
+                    let r = c.list_failures(req).await?.into_inner();
+                    Ok::<_, tonic::Status>((r.failures, r.next_page_token))
+                }
+            },
+        )
+        .await?;
     for p in pairs.iter().filter(|p| !p.error.is_empty()) {
         // What stopped a pair also goes to stderr, so it is seen with --json and in logs.
         eprintln!("error: {} -> {}: {}", p.source, p.target, p.error);
