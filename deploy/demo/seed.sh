@@ -1,7 +1,7 @@
 #!/bin/sh
 # One-shot of deploy/docker-compose.yml (service demo-seed, the Dovecot image, as root): gives
 # the demo user alice a mailbox on the "old" server before it starts, written directly as a
-# Maildir++ tree (the layout old.conf uses): about sixty messages in eight folders, with a
+# Maildir++ tree (the layout old.conf uses): sixty messages in seven folders, with a
 # special-use folder under a localized name ("Sent Items"), a hierarchy (Archive/2019), a name
 # that needs modified UTF-7 ("Übersicht"), flags, dates from 2019 on, a message without a
 # Message-ID, a genuine duplicate, and one message of about 300 KB.
