@@ -3,6 +3,7 @@
 //! values are reported at once.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mailferry_coordinator::folders::FolderRules;
@@ -233,6 +234,20 @@ pub struct MigrateArgs {
     /// bytes, duration, first error) to this file.
     #[arg(long, env = "MAILFERRY_REPORT")]
     pub report: Option<PathBuf>,
+    /// Keep the target in sync: after the first pass, an incremental sync every INTERVAL
+    /// (`3h`, `90m`, `1d`; `off`) until interrupted. With `ctl create`: the migration's
+    /// automatic sync interval (default 3h).
+    #[arg(long, env = "MAILFERRY_SYNC_EVERY", value_name = "INTERVAL")]
+    pub sync_every: Option<String>,
+    /// Compare every copy's flags in every pass, not only those of messages whose MODSEQ moved:
+    /// the only way to follow flag changes on a source without CONDSTORE (a full inventory of
+    /// every folder per pass).
+    #[arg(long, env = "MAILFERRY_FULL_FLAG_SYNC")]
+    pub full_flag_sync: bool,
+    /// Expunge copies on the target whose source message was deleted (UID EXPUNGE of copies
+    /// this tool appended and recorded; never other mail; needs UIDPLUS on the target).
+    #[arg(long, env = "MAILFERRY_DELETE_PROPAGATION")]
+    pub delete_propagation: bool,
 }
 
 /// One side, validated.
@@ -265,6 +280,10 @@ pub struct Settings {
     pub plan: PlanOptions,
     /// Warnings to show (password in URL, insecure TLS).
     pub warnings: Vec<String>,
+    /// What sync passes change on copies already on the target.
+    pub sync: SyncOptions,
+    /// `--sync-every`: time between syncs (`None`: one pass).
+    pub sync_every: Option<Duration>,
 }
 
 /// Where the environment's secrets come from (injectable for tests).
@@ -283,6 +302,8 @@ impl SecretEnv for ProcessEnv {
 }
 
 pub use mailferry_coordinator::options::parse_date;
+use mailferry_coordinator::options::parse_interval;
+use mailferry_coordinator::reconcile::SyncOptions;
 
 impl MigrateArgs {
     /// Validates everything, collecting every problem (the shared flags' and migrate's own).
@@ -304,10 +325,22 @@ impl MigrateArgs {
         {
             errors.push("--since must be earlier than --before".into());
         }
+        let sync_every = match &self.sync_every {
+            None => None,
+            Some(v) => parse_interval(v).unwrap_or_else(|e| {
+                errors.push(format!("--sync-every {e}"));
+                None
+            }),
+        };
         match self.common.settings(env, self.skip_deleted) {
             Ok(mut s) if errors.is_empty() => {
                 s.plan.since = since;
                 s.plan.before = before;
+                s.sync = SyncOptions {
+                    full_flag_sync: self.full_flag_sync,
+                    delete_propagation: self.delete_propagation,
+                };
+                s.sync_every = sync_every;
                 Ok(s)
             }
             Ok(_) => Err(errors),
@@ -454,6 +487,8 @@ impl CommonArgs {
                     ..PlanOptions::default()
                 },
                 warnings,
+                sync: SyncOptions::default(),
+                sync_every: None,
             }),
             None => Err(errors),
         }

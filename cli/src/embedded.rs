@@ -324,15 +324,60 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
         rules: s.rules,
         plan: s.plan,
         dry_run: args.dry_run,
+        sync: s.sync,
         ..RunOptions::default()
     };
+    let Some(every) = s.sync_every else {
+        return pass(&args, &s.bad_records, specs, &engine, &store, &opts, &stop).await;
+    };
+    // `--sync-every`: a first pass, then an incremental sync on that schedule until interrupted
+    // (an interrupt during a pass finishes the batches in hand, as without it).
+    let mut passes = 0u64;
+    loop {
+        passes += 1;
+        let code = pass(
+            &args,
+            &s.bad_records,
+            specs.clone(),
+            &engine,
+            &store,
+            &opts,
+            &stop,
+        )
+        .await;
+        if *stop.borrow() {
+            return code;
+        }
+        let next = Utc::now() + chrono::Duration::from_std(every).unwrap_or_default();
+        eprintln!(
+            "pass {passes} done; next sync at {} (every {}); Ctrl-C to stop",
+            next.format("%Y-%m-%d %H:%M:%S UTC"),
+            output::duration_text(every)
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stopped(stop.clone()) => return code,
+        }
+    }
+}
+
+/// One pass over every pair: runs them, prints their summaries, returns the exit code.
+async fn pass(
+    args: &MigrateArgs,
+    bad_records: &[mailferry_proto::report::BadRecord],
+    specs: Vec<(Option<u64>, PairSpec)>,
+    engine: &Arc<Engine<SqliteStore, MemoryCredentials>>,
+    store: &SqliteStore,
+    opts: &RunOptions,
+    stop: &watch::Receiver<bool>,
+) -> i32 {
     let printer = Printer::new(false);
     let connections = args.common.limits().connections;
     let mut results: Vec<(usize, Option<u64>, PairSummary)> =
         futures::stream::iter(specs.into_iter().enumerate())
             .map(|(i, (record, spec))| {
-                let (engine, store, stop, opts, printer) =
-                    (engine.clone(), store.clone(), stop.clone(), &opts, &printer);
+                let (engine, store, stop, printer) =
+                    (engine.clone(), store.clone(), stop.clone(), &printer);
                 async move {
                     (
                         i,
@@ -346,7 +391,7 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
             .await;
     printer.finish();
     results.sort_by_key(|(i, ..)| *i);
-    let mut code = if s.bad_records.is_empty() {
+    let mut code = if bad_records.is_empty() {
         exit::OK
     } else {
         exit::FAILURES
@@ -383,7 +428,7 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
                 summary,
             })
             .collect(),
-        bad_records: s.bad_records,
+        bad_records: bad_records.to_vec(),
         finished_at: Utc::now(),
     };
     if args.common.json {

@@ -132,6 +132,12 @@ pub fn summary_text(s: &PairSummary) -> String {
     let _ = writeln!(o, "  already on the target: {}", s.already_present);
     let _ = writeln!(o, "  left out by options: {}", s.excluded);
     let _ = writeln!(o, "  failed: {}", s.failed);
+    if s.flags_updated > 0 {
+        let _ = writeln!(o, "  flags updated to the source's: {}", s.flags_updated);
+    }
+    if s.expunged > 0 {
+        let _ = writeln!(o, "  removed because deleted on the source: {}", s.expunged);
+    }
     if s.throttled_secs > 0.0 {
         let _ = writeln!(
             o,
@@ -284,4 +290,25 @@ pub fn failures_csv(s: &PairSummary) -> String {
         );
     }
     o
+}
+
+/// `3h`, `90m`, `1d 2h`, `45s`: an interval as people write it.
+pub fn duration_text(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    let (days, hours, mins, rest) = (
+        secs / 86_400,
+        secs % 86_400 / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+    );
+    let parts: Vec<String> = [(days, "d"), (hours, "h"), (mins, "m"), (rest, "s")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect();
+    if parts.is_empty() {
+        "0s".into()
+    } else {
+        parts.join(" ")
+    }
 }

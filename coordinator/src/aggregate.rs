@@ -10,7 +10,7 @@ use mailferry_fleet::FolderWatermark;
 use mailferry_proto::report::{FolderSummary, PairStatus, PairSummary, Warning};
 use mailferry_proto::task::{
     CopyBatchTask, CopyResult, CreateFoldersResult, InventoryResult, InventoryTask, MessageFailure,
-    TaskFailure,
+    TaskFailure, UpdateResult, UpdateTargetTask,
 };
 use mailferry_proto::{ErrorKind, FailureKind};
 
@@ -49,6 +49,8 @@ impl PairTally {
                 already_present: 0,
                 excluded: 0,
                 failed: 0,
+                flags_updated: 0,
+                expunged: 0,
                 throttled_secs: 0.0,
                 failures: Vec::new(),
                 warnings: Vec::new(),
@@ -246,6 +248,37 @@ impl PairTally {
             _ => PairStatus::Failed,
         };
         self.summary.error = Some(f.message.clone());
+    }
+
+    /// Copies on the target were updated (flags, expunges).
+    pub fn add_update(&mut self, res: &UpdateResult) {
+        self.summary.flags_updated += res.flags_set;
+        self.summary.expunged += res.expunged;
+        for w in &res.warnings {
+            self.warn(w.clone());
+        }
+    }
+
+    /// Updating copies in a target folder failed (after its retries); the next pass tries again.
+    pub fn fail_update(&mut self, t: &UpdateTargetTask, f: &TaskFailure) {
+        let folder = t.target.display_slash();
+        self.failed_folders.insert(t.target_raw.clone());
+        let msg = format!(
+            "flags or deletions in folder {folder:?} were not synced: {}; the next sync tries again",
+            f.message
+        );
+        self.summary.error = Some(match self.summary.error.take() {
+            Some(e) => format!("{e}; {msg}"),
+            None => msg,
+        });
+        if self.summary.status == PairStatus::Completed {
+            self.summary.status = PairStatus::Failed;
+        }
+    }
+
+    /// Something the user should know about the whole pair.
+    pub fn note(&mut self, w: Warning) {
+        self.warn(w);
     }
 
     /// A server asked to slow down; the pair waits `delay`.

@@ -31,6 +31,7 @@ use crate::dispatch::Router;
 use crate::migration::{PairSpec, Progress, RunOptions};
 use crate::options::OptionsSpec;
 use crate::record::{MigrationRecord, MigrationState, PairRecord, StoredSummary};
+use crate::schedule::{Clock, Scheduler};
 
 /// Why a control-plane request failed; maps one to one onto gRPC status codes.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -146,6 +147,10 @@ pub struct Totals {
     pub excluded: u64,
     /// Messages failed.
     pub failed: u64,
+    /// Copies whose flags were updated.
+    pub flags_updated: u64,
+    /// Copies expunged.
+    pub expunged: u64,
 }
 
 impl Totals {
@@ -159,6 +164,8 @@ impl Totals {
             already_present: s.already_present,
             excluded: s.excluded,
             failed: s.failed,
+            flags_updated: s.flags_updated,
+            expunged: s.expunged,
         }
     }
 
@@ -171,6 +178,8 @@ impl Totals {
         self.already_present += o.already_present;
         self.excluded += o.excluded;
         self.failed += o.failed;
+        self.flags_updated += o.flags_updated;
+        self.expunged += o.expunged;
     }
 }
 
@@ -306,6 +315,9 @@ struct Inner {
     /// Serialises state changes, so two requests never start two passes of one migration.
     transitions: tokio::sync::Mutex<()>,
     config: ControlConfig,
+    /// Next automatic sync of every idle migration that syncs.
+    scheduler: Scheduler,
+    clock: Clock,
 }
 
 /// The state-lost failure of tasks whose pair the store no longer knows.
@@ -331,6 +343,8 @@ impl Control {
                 live: Mutex::new(HashMap::new()),
                 transitions: tokio::sync::Mutex::new(()),
                 config,
+                scheduler: Scheduler::default(),
+                clock: Clock::default(),
             }),
         };
         control.spawn_dispatcher();
@@ -345,6 +359,15 @@ impl Control {
                 continue;
             };
             let rec = live.record();
+            if rec.state == MigrationState::Idle {
+                // A record from before sync schedules: its next sync is one interval after
+                // its last pass.
+                let due = rec.next_sync_at.or_else(|| {
+                    let every = rec.options.validate("options").ok()?.sync_interval?;
+                    Some(rec.pass_finished_at? + chrono::Duration::from_std(every).ok()?)
+                });
+                control.inner.scheduler.set(&id, due);
+            }
             if !rec.state.is_active() {
                 continue;
             }
@@ -376,7 +399,51 @@ impl Control {
                 control.inner.clone().spawn_run(live, todo);
             }
         }
+        control.spawn_scheduler();
         Ok(control)
+    }
+
+    /// Starts each migration's automatic sync when it is due.
+    fn spawn_scheduler(&self) {
+        let control = self.clone();
+        tokio::spawn(async move {
+            let inner = control.inner.clone();
+            inner
+                .scheduler
+                .run(inner.clock, |id| {
+                    let control = control.clone();
+                    async move {
+                        match control.sync_due(&id).await {
+                            Ok(()) => tracing::info!(migration = %id, "scheduled sync started"),
+                            Err(e) => {
+                                tracing::warn!(migration = %id, "scheduled sync not started: {e}")
+                            }
+                        }
+                    }
+                })
+                .await;
+        });
+    }
+
+    /// How late the most overdue automatic sync is (zero when none is).
+    pub fn sync_lag(&self) -> Duration {
+        self.inner.scheduler.lag(self.inner.clock.now())
+    }
+
+    /// Starts a migration's automatic sync if it is still idle (a pass started meanwhile, a
+    /// pause or a completion takes precedence).
+    async fn sync_due(&self, id: &str) -> Result<(), ControlError> {
+        let live = self.live(id).await?;
+        let _guard = self.inner.transitions.lock().await;
+        let rec = live.record();
+        if rec.state != MigrationState::Idle {
+            return Ok(());
+        }
+        let all = rec.pairs.iter().map(|p| p.id.clone()).collect();
+        self.inner
+            .clone()
+            .start_pass(live.clone(), all, MigrationState::Running)
+            .await
     }
 
     fn spawn_dispatcher(&self) {
@@ -551,6 +618,7 @@ impl Control {
             pass_started_at: None,
             pass_finished_at: None,
             after_pass: None,
+            next_sync_at: None,
         };
         let json = serde_json::to_string(&record)
             .map_err(|e| ControlError::Unavailable(format!("record: {e}")))?;
@@ -953,7 +1021,11 @@ impl Control {
             self.inner.save(&live).await?;
             live.stop.send_replace(true);
         } else if rec.state != to {
-            live.update(|r| r.state = to);
+            live.update(|r| {
+                r.state = to;
+                r.next_sync_at = None;
+            });
+            self.inner.scheduler.set(id, None);
             if to == MigrationState::Cancelled {
                 self.drop_accounts(&rec.pairs).await;
             }
@@ -1031,6 +1103,7 @@ impl Control {
         if let Ok(mut map) = self.inner.live.lock() {
             map.remove(id);
         }
+        self.inner.scheduler.set(id, None);
         Ok(())
     }
 
@@ -1262,7 +1335,9 @@ impl Inner {
             r.pass_started_at = Some(Utc::now());
             r.pass_finished_at = None;
             r.after_pass = None;
+            r.next_sync_at = None;
         });
+        self.scheduler.set(&live.record().id, None);
         self.save(&live).await?;
         self.spawn_run(live, pairs);
         Ok(())
@@ -1270,7 +1345,7 @@ impl Inner {
 
     fn spawn_run(self: Arc<Self>, live: Arc<Live>, pairs: Vec<String>) {
         live.runs.fetch_add(1, Ordering::SeqCst);
-        tokio::spawn(async move {
+        crate::dispatch::spawn_traced(async move {
             self.run_pairs(&live, pairs).await;
             if live.runs.fetch_sub(1, Ordering::SeqCst) == 1 {
                 self.pass_ended(live).await;
@@ -1316,6 +1391,7 @@ impl Inner {
             max_attempts: self.config.max_attempts,
             retry_base: self.config.retry_base,
             run_id: Some(run_id),
+            sync: valid.sync,
         };
         let progress = LiveProgress {
             inner: self.clone(),
@@ -1368,11 +1444,20 @@ impl Inner {
                 }
             }
         }
+        // An idle migration syncs again one interval after this pass (unless syncing is off).
+        let now = self.clock.now();
+        let next_sync = (next == MigrationState::Idle)
+            .then(|| rec.options.validate("options").ok()?.sync_interval)
+            .flatten()
+            .and_then(|every| chrono::Duration::from_std(every).ok())
+            .map(|every| now + every);
         live.update(|r| {
             r.state = next;
             r.after_pass = None;
-            r.pass_finished_at = Some(Utc::now());
+            r.pass_finished_at = Some(now);
+            r.next_sync_at = next_sync;
         });
+        self.scheduler.set(&rec.id, next_sync);
         if let Err(e) = self.save(&live).await {
             tracing::error!(migration = %rec.id, "state not saved: {e}");
         }

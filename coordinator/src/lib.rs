@@ -11,4 +11,6 @@ pub mod folders;
 pub mod migration;
 pub mod options;
 pub mod plan;
+pub mod reconcile;
 pub mod record;
+pub mod schedule;

@@ -10,16 +10,19 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mailferry_fleet::{FolderWatermark, Store, TaskQueue};
+use mailferry_fleet::{EntryScope, FolderWatermark, Store, TaskQueue};
 use mailferry_proto::ErrorKind;
+use mailferry_proto::report::{Warning, WarningCode};
 use mailferry_proto::task::{
-    CopyBatchTask, CopyResult, CreateFoldersTask, ENVELOPE_VERSION, FolderToPrepare, InventoryTask,
-    ListResult, ListTask, OutcomeBody, OutcomeEnvelope, TaskBody, TaskEnvelope, TaskFailure,
+    CopyBatchTask, CopyResult, CreateFoldersTask, ENVELOPE_VERSION, FolderToPrepare,
+    InventoryResult, InventoryTask, ListResult, ListTask, OutcomeBody, OutcomeEnvelope, TaskBody,
+    TaskEnvelope, TaskFailure, UpdateTargetTask,
 };
 
 use crate::aggregate::PairTally;
 use crate::folders::{FolderPlan, FolderRules, PlannedFolder, map_folders};
 use crate::plan::{PlanOptions, plan_chain};
+use crate::reconcile::{FlagScope, SyncOptions, reconcile};
 
 /// One mailbox pair to migrate.
 #[derive(Debug, Clone)]
@@ -48,6 +51,8 @@ pub struct RunOptions {
     /// Prefix of this run's task ids (default: the migration id). The fleet gives every run its
     /// own, so outcomes of an earlier run (or coordinator) are never taken for this run's.
     pub run_id: Option<String>,
+    /// What a pass changes on copies already on the target.
+    pub sync: SyncOptions,
 }
 
 impl Default for RunOptions {
@@ -59,6 +64,7 @@ impl Default for RunOptions {
             max_attempts: 5,
             retry_base: Duration::from_secs(1),
             run_id: None,
+            sync: SyncOptions::default(),
         }
     }
 }
@@ -99,6 +105,10 @@ enum Phase {
 struct Chain {
     batches: VecDeque<CopyBatchTask>,
     failed: bool,
+    /// Flag updates and expunges, sent when the copies are done.
+    update: Option<UpdateTargetTask>,
+    /// The update task failed: the flag baseline must not advance.
+    update_failed: bool,
 }
 
 struct PairRun {
@@ -111,11 +121,17 @@ struct PairRun {
     tally: PairTally,
     /// Per target raw name: inventory figures used for the watermark.
     inventories: HashMap<String, InventoryMark>,
+    /// Per target raw name: the flag baseline of the previous pass (from its watermark).
+    baselines: HashMap<String, HashMap<String, u64>>,
+    /// An UpdateTarget task was sent: the first listing no longer describes the target.
+    updated: bool,
 }
 
 #[derive(Clone)]
 struct InventoryMark {
     sources: Vec<(String, (u32, u32, u32))>,
+    /// Source HIGHESTMODSEQs of the listing this pass planned from.
+    modseqs: Vec<(String, u64)>,
 }
 
 /// Runs migrations of `pairs` to completion (or until `shutdown`), returning one summary each.
@@ -149,6 +165,8 @@ pub async fn run<Q: TaskQueue, S: Store>(
             chains: HashMap::new(),
             prepare: Vec::new(),
             inventories: HashMap::new(),
+            baselines: HashMap::new(),
+            updated: false,
         };
         d.publish(
             &run.spec.pair_id,
@@ -320,6 +338,16 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                     .iter()
                     .fold((0, 0), |a, (_, f)| (a.0 + f.planned, a.1 + f.planned_bytes));
                 progress.folder_planned(&run.spec, &inv.target.display_slash(), msgs, bytes);
+                let modseqs = inv
+                    .sources
+                    .iter()
+                    .filter_map(|f| {
+                        let st = run.listing.as_ref().and_then(|l| {
+                            l.source.folders.iter().find(|x| x.raw == f.raw)?.status
+                        })?;
+                        Some((f.raw.clone(), st.highestmodseq?))
+                    })
+                    .collect();
                 run.inventories.insert(
                     inv.target_raw.clone(),
                     InventoryMark {
@@ -333,8 +361,10 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                                 )
                             })
                             .collect(),
+                        modseqs,
                     },
                 );
+                let update = self.plan_update(run, &inv).await;
                 // Subscribe only what the target does not list as subscribed yet, so a rerun
                 // sends no command at all for folders that are already right.
                 let already_subscribed = run.listing.as_ref().is_some_and(|l| {
@@ -358,6 +388,8 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                     Chain {
                         batches: plan.batches.into(),
                         failed: false,
+                        update,
+                        update_failed: false,
                     },
                 );
                 if let Phase::Inventorying { pending } = &mut run.phase {
@@ -389,6 +421,10 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                 self.next_batch(run, &batch.target_raw, !res.failed.is_empty())
                     .await;
             }
+            (OutcomeBody::Updated(res), TaskBody::UpdateTarget(t)) => {
+                run.tally.add_update(&res);
+                self.next_batch(run, &t.target_raw, false).await;
+            }
             (OutcomeBody::Failed(f), body) => self.on_failure(run, f, body, progress).await,
             _ => {}
         }
@@ -397,15 +433,26 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
     async fn on_listing(&mut self, run: &mut PairRun, list: ListResult, progress: &dyn Progress) {
         run.folders = map_folders(&list, &self.opts.rules);
         run.tally.set_folders(&run.folders);
+        self.sync_warnings(run, &list);
         let mut pending = 0;
         let folders = run.folders.folders.clone();
         for pf in &folders {
-            if !self.opts.dry_run
-                && let Some(mark) =
-                    unchanged(self.store, &run.spec.pair_id, pf, &list, &self.opts.plan).await
-            {
-                run.tally.add_unchanged(pf, &mark);
-                continue;
+            let mark = match &pf.target_raw {
+                Some(raw) if !self.opts.dry_run => self
+                    .store
+                    .watermark(&run.spec.pair_id, raw)
+                    .await
+                    .ok()
+                    .flatten(),
+                _ => None,
+            };
+            if let (Some(mark), Some(raw)) = (mark, &pf.target_raw) {
+                if !self.opts.sync.full_flag_sync && unchanged(&mark, pf, &list, &self.opts.plan) {
+                    run.tally.add_unchanged(pf, &mark);
+                    continue;
+                }
+                run.baselines
+                    .insert(raw.clone(), mark.modseqs.into_iter().collect());
             }
             let sources = pf
                 .sources
@@ -476,6 +523,11 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                 self.publish(&run.spec.pair_id, TaskBody::CopyBatch(b), 0)
                     .await;
                 open += 1;
+            } else if let Some(u) = chain.update.take() {
+                run.updated = true;
+                self.publish(&run.spec.pair_id, TaskBody::UpdateTarget(u), 0)
+                    .await;
+                open += 1;
             }
         }
         run.phase = Phase::Copying { open_chains: open };
@@ -494,6 +546,14 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                 .await;
             return;
         }
+        // Copies never wait for flag updates, and updates follow the copies of their folder: a
+        // copy failure does not hold back the flags of the copies that exist.
+        if let Some(u) = chain.update.take() {
+            run.updated = true;
+            self.publish(&run.spec.pair_id, TaskBody::UpdateTarget(u), 0)
+                .await;
+            return;
+        }
         if let Phase::Copying { open_chains } = &mut run.phase {
             *open_chains -= 1;
             if *open_chains == 0 {
@@ -503,7 +563,7 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
     }
 
     async fn finish_copying(&mut self, run: &mut PairRun) {
-        if run.tally.planned_messages() == 0 {
+        if run.tally.planned_messages() == 0 && !run.updated {
             // Nothing was appended, so the first listing still describes both sides: record
             // the watermarks from it and save a round of logins and STATUS commands.
             if let Some(list) = run.listing.take() {
@@ -537,6 +597,13 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                 let raw = batch.target_raw.clone();
                 self.next_batch(run, &raw, true).await;
             }
+            TaskBody::UpdateTarget(t) => {
+                run.tally.fail_update(t, &f);
+                if let Some(chain) = run.chains.get_mut(&t.target_raw) {
+                    chain.update_failed = true;
+                }
+                self.next_batch(run, &t.target_raw, true).await;
+            }
             TaskBody::Inventory(t) => {
                 run.tally.fail_inventory(t, &f);
                 if let Phase::Inventorying { pending } = &mut run.phase {
@@ -559,22 +626,24 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
 
     async fn record_watermarks(&mut self, run: &mut PairRun, after: &ListResult) {
         for (raw, chain) in &run.chains {
-            if chain.failed || run.tally.folder_failed(raw) {
-                let _ = self.store.set_watermark(&run.spec.pair_id, raw, None).await;
-                continue;
-            }
             let Some(inv) = run.inventories.get(raw) else {
                 continue;
             };
-            let Some(dst) = after
+            // The flag baseline advances only when this pass's flag updates all went through.
+            let modseqs = if chain.update_failed {
+                run.baselines
+                    .get(raw)
+                    .map(|b| b.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                    .unwrap_or_default()
+            } else {
+                inv.modseqs.clone()
+            };
+            let dst = after
                 .target
                 .folders
                 .iter()
                 .find(|f| &f.raw == raw)
-                .and_then(|f| f.status)
-            else {
-                continue;
-            };
+                .and_then(|f| f.status);
             let unchanged_sources = inv.sources.iter().all(|(src_raw, (v, n, m))| {
                 after
                     .source
@@ -584,16 +653,19 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                     .and_then(|f| f.status)
                     .is_some_and(|s| s.uidvalidity == *v && s.uidnext == *n && s.messages == *m)
             });
-            if !unchanged_sources {
-                continue;
-            }
+            let complete = !chain.failed
+                && !run.tally.folder_failed(raw)
+                && unchanged_sources
+                && dst.is_some();
             let (present, excluded) = run.tally.folder_present_excluded(raw);
             let mark = FolderWatermark {
-                dst: (dst.uidvalidity, dst.uidnext, dst.messages),
+                dst: dst.map_or((0, 0, 0), |d| (d.uidvalidity, d.uidnext, d.messages)),
                 sources: inv.sources.clone(),
                 present,
                 excluded,
                 options: self.opts.plan.fingerprint(),
+                complete,
+                modseqs,
             };
             let _ = self
                 .store
@@ -601,42 +673,112 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                 .await;
         }
     }
+
+    /// The pair-wide notes of a sync pass: flag changes the pass cannot see, deletions it cannot
+    /// propagate.
+    fn sync_warnings(&self, run: &mut PairRun, list: &ListResult) {
+        let has = |caps: &[String], c: &str| caps.iter().any(|x| x.eq_ignore_ascii_case(c));
+        if !self.opts.sync.full_flag_sync && !has(&list.source.capabilities, "CONDSTORE") {
+            run.tally.note(Warning {
+                code: WarningCode::FlagsNotSynced,
+                folder: None,
+                message: "the source server lacks CONDSTORE, so flag changes made on the source after a message was copied are not synced; run with --full-flag-sync to compare every message's flags".into(),
+            });
+        }
+        if self.opts.sync.delete_propagation && !has(&list.target.capabilities, "UIDPLUS") {
+            run.tally.note(Warning {
+                code: WarningCode::DeletionsNotPropagated,
+                folder: None,
+                message: "deletions on the source are not propagated: the target server lacks UIDPLUS, and without it removing copies could also remove mail the user marked deleted there".into(),
+            });
+        }
+    }
+
+    /// The flag updates and expunges of one inventoried target folder, if any.
+    async fn plan_update(&self, run: &PairRun, inv: &InventoryResult) -> Option<UpdateTargetTask> {
+        if self.opts.dry_run {
+            return None;
+        }
+        let target = inv.target_inventory.as_ref()?;
+        let empty = HashMap::new();
+        let flags = FlagScope {
+            baseline: run.baselines.get(&inv.target_raw).unwrap_or(&empty),
+            full: self.opts.sync.full_flag_sync,
+        };
+        let expunge = self.opts.sync.delete_propagation
+            && run.listing.as_ref().is_some_and(|l| {
+                l.target
+                    .capabilities
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case("UIDPLUS"))
+            });
+        if !expunge && !flags.any(inv) {
+            return None;
+        }
+        let scope = EntryScope {
+            pair: run.spec.pair_id.clone(),
+            dst_folder: inv.target_raw.clone(),
+            dst_uidvalidity: target.uidvalidity,
+        };
+        // Without the store's entries, flags still match by key and rank; expunges need them.
+        let entries = self.store.done_entries(&scope, 0).await.unwrap_or_default();
+        reconcile(inv, &entries, &flags, expunge, &self.opts.plan)
+    }
 }
 
-/// The watermark of a planned folder if both sides still show exactly what it recorded.
-async fn unchanged<S: Store>(
-    store: &S,
-    pair: &str,
+/// Whether both sides of a planned folder still show exactly what its watermark recorded
+/// (STATUS figures, and the source's HIGHESTMODSEQ where it has one).
+fn unchanged(
+    mark: &FolderWatermark,
     pf: &PlannedFolder,
     list: &ListResult,
     plan: &PlanOptions,
-) -> Option<FolderWatermark> {
-    let raw = pf.target_raw.as_ref()?;
-    let mark = store.watermark(pair, raw).await.ok()??;
-    if mark.options != plan.fingerprint() {
-        return None;
+) -> bool {
+    let Some(raw) = pf.target_raw.as_ref() else {
+        return false;
+    };
+    if !mark.complete || mark.options != plan.fingerprint() {
+        return false;
     }
-    let dst = list.target.folders.iter().find(|f| &f.raw == raw)?.status?;
+    let Some(dst) = list
+        .target
+        .folders
+        .iter()
+        .find(|f| &f.raw == raw)
+        .and_then(|f| f.status)
+    else {
+        return false;
+    };
     if (dst.uidvalidity, dst.uidnext, dst.messages) != mark.dst {
-        return None;
+        return false;
     }
     let selectable: Vec<_> = pf.sources.iter().filter(|s| s.selectable).collect();
     if selectable.len() != mark.sources.len() {
-        return None;
+        return false;
     }
-    for s in selectable {
-        let (_, recorded) = mark.sources.iter().find(|(r, _)| *r == s.folder.raw)?;
-        let st = list
+    selectable.iter().all(|s| {
+        let Some((_, recorded)) = mark.sources.iter().find(|(r, _)| *r == s.folder.raw) else {
+            return false;
+        };
+        let Some(st) = list
             .source
             .folders
             .iter()
-            .find(|f| f.raw == s.folder.raw)?
-            .status?;
-        if (st.uidvalidity, st.uidnext, st.messages) != *recorded {
-            return None;
-        }
-    }
-    Some(mark)
+            .find(|f| f.raw == s.folder.raw)
+            .and_then(|f| f.status)
+        else {
+            return false;
+        };
+        let modseq_same = match (
+            st.highestmodseq,
+            mark.modseqs.iter().find(|(r, _)| *r == s.folder.raw),
+        ) {
+            (Some(now), Some((_, then))) => now == *then,
+            // No CONDSTORE, or no baseline yet: STATUS alone decides.
+            _ => true,
+        };
+        (st.uidvalidity, st.uidnext, st.messages) == *recorded && modseq_same
+    })
 }
 
 impl PairSpec {
@@ -719,6 +861,7 @@ mod tests {
                 flags: vec![],
                 internal_date: None,
                 subject: String::new(),
+                modseq: None,
             })
             .collect()
     }
@@ -815,6 +958,7 @@ mod tests {
                         warnings: vec![],
                     }))
                 }
+                TaskBody::UpdateTarget(_) => OutcomeBody::Updated(Default::default()),
             };
             let o = OutcomeEnvelope {
                 task_id: t.task_id.clone(),

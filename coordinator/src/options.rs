@@ -6,8 +6,11 @@ use chrono::{DateTime, Utc};
 use mailferry_proto::FolderPath;
 use serde::{Deserialize, Serialize};
 
+use std::time::Duration;
+
 use crate::folders::FolderRules;
 use crate::plan::PlanOptions;
+use crate::reconcile::SyncOptions;
 
 /// Most messages one batch may carry.
 pub const MAX_BATCH_MESSAGES: u32 = 10_000;
@@ -45,6 +48,57 @@ pub struct OptionsSpec {
     pub batch_bytes: u64,
     /// `--dry-run`.
     pub dry_run: bool,
+    /// `--full-flag-sync`: compare every copy's flags in every pass.
+    #[serde(default)]
+    pub full_flag_sync: bool,
+    /// `--delete-propagation`: expunge copies whose source message was deleted.
+    #[serde(default)]
+    pub delete_propagation: bool,
+    /// `--sync-every`: time between automatic incremental syncs (`3h`, `90m`, `1d`; `off`;
+    /// empty: the default, 3 h).
+    #[serde(default)]
+    pub sync_interval: String,
+}
+
+/// Time between automatic syncs when a migration does not say.
+pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(3 * 3600);
+/// Shortest and longest sync interval.
+pub const SYNC_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_secs(60), Duration::from_secs(30 * 86_400));
+
+/// Parses a sync interval: a number with a unit `s`, `m`, `h` or `d` (`90m`, `3h`), or `off`
+/// (no automatic sync: `Ok(None)`); empty means the default.
+pub fn parse_interval(s: &str) -> Result<Option<Duration>, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Ok(Some(DEFAULT_SYNC_INTERVAL));
+    }
+    if t.eq_ignore_ascii_case("off") || t == "0" {
+        return Ok(None);
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not an interval: write e.g. 3h, 90m, 1d or off"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        "d" => n.saturating_mul(86_400),
+        _ => {
+            return Err(format!(
+                "{s:?} is not an interval: write e.g. 3h, 90m, 1d or off"
+            ));
+        }
+    };
+    let d = Duration::from_secs(secs);
+    if d < SYNC_INTERVAL_RANGE.0 || d > SYNC_INTERVAL_RANGE.1 {
+        return Err(format!(
+            "{s:?} is out of range: between 1 minute and 30 days, or off"
+        ));
+    }
+    Ok(Some(d))
 }
 
 /// A rejected option: the field (API name) and why.
@@ -65,6 +119,10 @@ pub struct ValidOptions {
     pub plan: PlanOptions,
     /// Plan only.
     pub dry_run: bool,
+    /// What passes change on copies already on the target.
+    pub sync: SyncOptions,
+    /// Time between automatic syncs (`None`: off).
+    pub sync_interval: Option<Duration>,
 }
 
 impl OptionsSpec {
@@ -171,6 +229,10 @@ impl OptionsSpec {
             }
             n => n,
         };
+        let sync_interval = parse_interval(&self.sync_interval).unwrap_or_else(|e| {
+            err("sync_interval".into(), e);
+            None
+        });
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -193,6 +255,11 @@ impl OptionsSpec {
                 batch_bytes,
             },
             dry_run: self.dry_run,
+            sync: SyncOptions {
+                full_flag_sync: self.full_flag_sync,
+                delete_propagation: self.delete_propagation,
+            },
+            sync_interval,
         })
     }
 }
@@ -267,6 +334,24 @@ pub fn parse_date(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sync_intervals_parse_with_units_off_and_bounds() {
+        assert_eq!(parse_interval(""), Ok(Some(DEFAULT_SYNC_INTERVAL)));
+        assert_eq!(parse_interval("3h"), Ok(Some(Duration::from_secs(10_800))));
+        assert_eq!(parse_interval("90m"), Ok(Some(Duration::from_secs(5400))));
+        assert_eq!(parse_interval("1d"), Ok(Some(Duration::from_secs(86_400))));
+        assert_eq!(parse_interval("off"), Ok(None));
+        for bad in ["3", "10s", "31d", "h", "3 hours", "-1h"] {
+            assert!(parse_interval(bad).is_err(), "{bad}");
+        }
+        let spec = OptionsSpec {
+            sync_interval: "soon".into(),
+            ..OptionsSpec::default()
+        };
+        let errs = spec.validate("options").unwrap_err();
+        assert_eq!(errs[0].field, "options.sync_interval");
+    }
 
     #[test]
     fn defaults_validate() {

@@ -183,6 +183,7 @@ mod tests {
             flags: flags.iter().map(|s| s.to_string()).collect(),
             internal_date: None,
             subject: format!("s{uid}"),
+            modseq: None,
         }
     }
 

@@ -77,6 +77,9 @@ pub struct MigrationRecord {
     pub pass_finished_at: Option<DateTime<Utc>>,
     /// The state to take when the running pass has stopped (pause, cancel), if asked.
     pub after_pass: Option<MigrationState>,
+    /// When the next automatic sync is due (`None`: a pass runs, syncing is off, paused or done).
+    #[serde(default)]
+    pub next_sync_at: Option<DateTime<Utc>>,
 }
 
 impl MigrationRecord {

@@ -102,6 +102,24 @@ return 0
     )
 });
 
+/// KEYS: a folder's `done` hash and `done-by-dst` sorted set. ARGV: target UIDs. Removes the
+/// entries at those UIDs from both, so the two indexes keep agreeing.
+static FORGET_DONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local n = 0
+for _, uid in ipairs(ARGV) do
+  for _, field in ipairs(redis.call('ZRANGE', KEYS[2], uid, uid, 'BYSCORE')) do
+    redis.call('ZREM', KEYS[2], field)
+    redis.call('HDEL', KEYS[1], field)
+    n = n + 1
+  end
+end
+return n
+",
+    )
+});
+
 /// Lua shared by the slot scripts: Redis's clock in ms, and `int` as in [`EPOCH_LUA`].
 const NOW_LUA: &str = r"
 local function int(n) return string.format('%.0f', n) end
@@ -218,6 +236,25 @@ fn ttl_ms(ttl: Duration) -> u64 {
 /// The hash field (and sorted set member) of one source message of a copy entry.
 fn source_field(src_folder: &str, src_uidvalidity: u32, src_uid: u32) -> String {
     format!("{}:{src_uidvalidity}:{src_uid}", keys::segment(src_folder))
+}
+
+/// The inverse of [`source_field`]: `(src_folder, src_uidvalidity, src_uid)`.
+fn parse_source_field(field: &str) -> Option<(String, u32, u32)> {
+    let mut parts = field.rsplitn(3, ':');
+    let uid = parts.next()?.parse().ok()?;
+    let uidvalidity = parts.next()?.parse().ok()?;
+    let seg = parts.next()?;
+    let folder = match seg.strip_prefix('~') {
+        None => seg.to_owned(),
+        Some(hex) => {
+            let bytes = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()?;
+            String::from_utf8(bytes).ok()?
+        }
+    };
+    Some((folder, uidvalidity, uid))
 }
 
 fn corrupt(what: &str, key: &str) -> StoreError {
@@ -663,17 +700,17 @@ impl Store for RedisStore {
         Ok(out)
     }
 
-    async fn done_keys_from(
+    async fn done_entries(
         &self,
         scope: &EntryScope,
         from_uid: u32,
-    ) -> Result<Vec<(u32, MessageKey)>, StoreError> {
+    ) -> Result<Vec<CopyEntry>, StoreError> {
         let (ns, pair) = (&*self.ns, scope.pair.as_str());
         let by_src = keys::done(ns, pair, &scope.dst_folder, scope.dst_uidvalidity);
         let by_dst = keys::done_by_dst(ns, pair, &scope.dst_folder, scope.dst_uidvalidity);
         let members: Vec<(String, f64)> = self
             .query(
-                "done_keys_from",
+                "done_entries",
                 redis::cmd("ZRANGE")
                     .arg(&by_dst)
                     .arg(from_uid)
@@ -689,16 +726,38 @@ impl Store for RedisStore {
             for (field, _) in chunk {
                 cmd.arg(field);
             }
-            let found: Vec<Option<String>> = self.query("done_keys_from", &cmd).await?;
-            for ((_, score), key) in chunk.iter().zip(found) {
+            let found: Vec<Option<String>> = self.query("done_entries", &cmd).await?;
+            for ((field, score), key) in chunk.iter().zip(found) {
                 let key = key
                     .as_deref()
                     .and_then(MessageKey::from_hex)
                     .ok_or_else(|| corrupt("a copy entry without a valid message key", &by_src))?;
-                out.push((uid_of(*score, &by_dst)?, key));
+                let (src_folder, src_uidvalidity, src_uid) = parse_source_field(field)
+                    .ok_or_else(|| corrupt("a copy entry with an unreadable source", &by_dst))?;
+                out.push(CopyEntry {
+                    src_folder,
+                    src_uidvalidity,
+                    src_uid,
+                    dst_uid: uid_of(*score, &by_dst)?,
+                    key,
+                });
             }
         }
         Ok(out)
+    }
+
+    async fn forget_done(&self, scope: &EntryScope, dst_uids: Vec<u32>) -> Result<(), StoreError> {
+        let (ns, pair) = (&*self.ns, scope.pair.as_str());
+        let by_src = keys::done(ns, pair, &scope.dst_folder, scope.dst_uidvalidity);
+        let by_dst = keys::done_by_dst(ns, pair, &scope.dst_folder, scope.dst_uidvalidity);
+        for chunk in dst_uids.chunks(CHUNK) {
+            let args: Vec<String> = chunk.iter().map(u32::to_string).collect();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let _: i64 = self
+                .invoke("forget_done", &FORGET_DONE, &[&by_src, &by_dst], &args)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn watermark(
@@ -958,6 +1017,8 @@ mod tests {
             present: 4,
             excluded: 0,
             options: "x".into(),
+            complete: true,
+            modseqs: vec![],
         }
     }
 

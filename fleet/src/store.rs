@@ -92,6 +92,18 @@ pub struct FolderWatermark {
     pub excluded: u64,
     /// Fingerprint of the options that decide exclusion; a change voids the watermark.
     pub options: String,
+    /// Whether the pass over the folder ended with nothing failed: only a complete watermark
+    /// lets a later pass skip the folder. An incomplete one still carries `modseqs`.
+    #[serde(default = "complete_by_default")]
+    pub complete: bool,
+    /// Per source folder (raw name): the HIGHESTMODSEQ before the last pass whose flag updates
+    /// all succeeded. Source messages with a higher MODSEQ get their copy's flags compared.
+    #[serde(default)]
+    pub modseqs: Vec<(String, u64)>,
+}
+
+fn complete_by_default() -> bool {
+    true
 }
 
 /// The store's operations. Cheap to clone (a handle), so a background task (the engine's slot
@@ -113,12 +125,35 @@ pub trait Store: Clone + Send + Sync + 'static {
         src_uids: Vec<u32>,
     ) -> impl Future<Output = Result<Vec<(u32, u32)>, StoreError>> + Send;
 
+    /// Every recorded copy in the target folder at `dst_uid >= from_uid`, in target UID order.
+    fn done_entries(
+        &self,
+        scope: &EntryScope,
+        from_uid: u32,
+    ) -> impl Future<Output = Result<Vec<CopyEntry>, StoreError>> + Send;
+
     /// Keys of every recorded copy in the target folder at `dst_uid >= from_uid`, as `(dst_uid, key)`.
     fn done_keys_from(
         &self,
         scope: &EntryScope,
         from_uid: u32,
-    ) -> impl Future<Output = Result<Vec<(u32, MessageKey)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<(u32, MessageKey)>, StoreError>> + Send {
+        async move {
+            Ok(self
+                .done_entries(scope, from_uid)
+                .await?
+                .into_iter()
+                .map(|e| (e.dst_uid, e.key))
+                .collect())
+        }
+    }
+
+    /// Forgets the recorded copies at these target UIDs (they were expunged).
+    fn forget_done(
+        &self,
+        scope: &EntryScope,
+        dst_uids: Vec<u32>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The watermark of a target folder, if one was recorded.
     fn watermark(
@@ -374,17 +409,19 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn done_keys_from(
+    async fn done_entries(
         &self,
         scope: &EntryScope,
         from_uid: u32,
-    ) -> Result<Vec<(u32, MessageKey)>, StoreError> {
+    ) -> Result<Vec<CopyEntry>, StoreError> {
+        type Row = (String, u32, u32, u32, Vec<u8>);
         let scope = scope.clone();
-        let rows: Vec<(u32, Vec<u8>)> = self
+        let rows: Vec<Row> = self
             .with(move |conn| {
                 let mut stmt = conn.prepare_cached(
-                    "SELECT dst_uid, key FROM copy_entry WHERE pair = ?1 AND dst_folder = ?2
-                     AND dst_uidvalidity = ?3 AND dst_uid >= ?4",
+                    "SELECT src_folder, src_uidvalidity, src_uid, dst_uid, key FROM copy_entry
+                     WHERE pair = ?1 AND dst_folder = ?2 AND dst_uidvalidity = ?3 AND dst_uid >= ?4
+                     ORDER BY dst_uid",
                 )?;
                 let rows = stmt.query_map(
                     params![
@@ -393,19 +430,51 @@ impl Store for SqliteStore {
                         scope.dst_uidvalidity,
                         from_uid
                     ],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )?;
                 rows.collect()
             })
             .await?;
         rows.into_iter()
-            .map(|(uid, key)| {
+            .map(|(src_folder, src_uidvalidity, src_uid, dst_uid, key)| {
                 let arr: [u8; 16] = key
                     .try_into()
                     .map_err(|_| StoreError::Corrupt("message key of the wrong length".into()))?;
-                Ok((uid, MessageKey(arr)))
+                Ok(CopyEntry {
+                    src_folder,
+                    src_uidvalidity,
+                    src_uid,
+                    dst_uid,
+                    key: MessageKey(arr),
+                })
             })
             .collect()
+    }
+
+    async fn forget_done(&self, scope: &EntryScope, dst_uids: Vec<u32>) -> Result<(), StoreError> {
+        if dst_uids.is_empty() {
+            return Ok(());
+        }
+        let scope = scope.clone();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "DELETE FROM copy_entry WHERE pair = ?1 AND dst_folder = ?2
+                     AND dst_uidvalidity = ?3 AND dst_uid = ?4",
+                )?;
+                for uid in &dst_uids {
+                    stmt.execute(params![
+                        scope.pair,
+                        scope.dst_folder,
+                        scope.dst_uidvalidity,
+                        uid
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+        .await
     }
 
     async fn watermark(
@@ -875,6 +944,8 @@ mod tests {
             present: 4,
             excluded: 0,
             options: "x".into(),
+            complete: true,
+            modseqs: vec![],
         };
         store
             .set_watermark("p", "INBOX", Some(mark.clone()))

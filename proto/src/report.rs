@@ -43,6 +43,11 @@ pub enum WarningCode {
     PasswordInUrl,
     /// The target already held mail in a folder.
     TargetNotEmpty,
+    /// Flag changes on the source were not looked for: it lacks CONDSTORE and
+    /// `--full-flag-sync` was not asked.
+    FlagsNotSynced,
+    /// Deletions on the source were not propagated: the target lacks UIDPLUS.
+    DeletionsNotPropagated,
     /// Anything else.
     Other,
 }
@@ -233,6 +238,12 @@ pub struct PairSummary {
     pub excluded: u64,
     /// Messages that failed.
     pub failed: u64,
+    /// Copies whose flags were set to their source message's (sync passes).
+    #[serde(default)]
+    pub flags_updated: u64,
+    /// Copies expunged because their source message was deleted (`delete_propagation`).
+    #[serde(default)]
+    pub expunged: u64,
     /// Seconds spent waiting because a server asked to slow down (throttling, back-off hints).
     pub throttled_secs: f64,
     /// Each failure.

@@ -98,6 +98,9 @@ pub enum TaskBody {
     CreateFolders(CreateFoldersTask),
     /// Copy one batch of messages of a chain.
     CopyBatch(CopyBatchTask),
+    /// Bring copies already on the target in line with their source (sync passes): set flags,
+    /// expunge copies whose source message is gone. Ends its folder's chain.
+    UpdateTarget(UpdateTargetTask),
 }
 
 /// One folder to create or subscribe on the target.
@@ -234,6 +237,8 @@ pub enum OutcomeBody {
     Folders(CreateFoldersResult),
     /// One batch copied (fully or partly).
     Copy(Box<CopyResult>),
+    /// Copies on the target updated.
+    Updated(UpdateResult),
     /// The task as a whole failed.
     Failed(TaskFailure),
 }
@@ -369,6 +374,9 @@ pub struct InventoryMessage {
     pub internal_date: Option<DateTime<FixedOffset>>,
     /// Subject (decoded, truncated) for reports; empty on the target side.
     pub subject: String,
+    /// MODSEQ (RFC 7162), where the server offers CONDSTORE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modseq: Option<u64>,
 }
 
 /// One folder's inventory.
@@ -441,5 +449,58 @@ pub struct CopyResult {
     /// Messages that failed for good.
     pub failed: Vec<MessageFailure>,
     /// Things the user should know.
+    pub warnings: Vec<Warning>,
+}
+
+/// Whether two flag lists name the same flags: IMAP flags are case-insensitive, and `\Recent`
+/// is the server's, never copied.
+pub fn same_flags(a: &[String], b: &[String]) -> bool {
+    let norm = |l: &[String]| {
+        let mut v: Vec<String> = l
+            .iter()
+            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+            .map(|f| f.to_ascii_lowercase())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    norm(a) == norm(b)
+}
+
+/// A copy whose flags must follow its source message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlagUpdate {
+    /// The copy's UID on the target.
+    pub dst_uid: u32,
+    /// The copy's flags as inventoried.
+    pub current: Vec<String>,
+    /// The source message's flags.
+    pub wanted: Vec<String>,
+}
+
+/// Update copies in one target folder (DESIGN.md, "Incremental sync").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpdateTargetTask {
+    /// Decoded target path.
+    pub target: FolderPath,
+    /// The target's raw name.
+    pub target_raw: String,
+    /// Target UIDVALIDITY at plan time: the task changes nothing if it differs.
+    pub dst_uidvalidity: u32,
+    /// Copies whose flags differ from their source message's.
+    pub flags: Vec<FlagUpdate>,
+    /// Copies (recorded from APPENDUID) whose source message is gone, to expunge by UID.
+    pub expunge: Vec<u32>,
+}
+
+/// Result of an UpdateTarget task.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpdateResult {
+    /// Copies whose flags were set.
+    pub flags_set: u64,
+    /// Copies expunged.
+    pub expunged: u64,
+    /// Things the user should know (flags the folder does not keep, no UIDPLUS).
     pub warnings: Vec<Warning>,
 }

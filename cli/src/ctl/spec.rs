@@ -144,6 +144,9 @@ pub fn options(m: &MigrateArgs) -> MigrationOptions {
         batch_messages: 0,
         batch_bytes: 0,
         dry_run: m.dry_run,
+        sync_interval: m.sync_every.clone().unwrap_or_default(),
+        full_flag_sync: m.full_flag_sync,
+        delete_propagation: m.delete_propagation,
     }
 }
 

@@ -197,6 +197,9 @@ pub fn options(o: Option<&pb::MigrationOptions>) -> OptionsSpec {
         batch_messages: o.batch_messages,
         batch_bytes: o.batch_bytes,
         dry_run: o.dry_run,
+        full_flag_sync: o.full_flag_sync,
+        delete_propagation: o.delete_propagation,
+        sync_interval: o.sync_interval.clone(),
     }
 }
 
@@ -224,6 +227,9 @@ pub fn options_out(o: &OptionsSpec) -> pb::MigrationOptions {
         batch_messages: o.batch_messages,
         batch_bytes: o.batch_bytes,
         dry_run: o.dry_run,
+        sync_interval: o.sync_interval.clone(),
+        full_flag_sync: o.full_flag_sync,
+        delete_propagation: o.delete_propagation,
     }
 }
 
@@ -257,6 +263,8 @@ fn totals(t: &Totals) -> pb::Totals {
         already_present: t.already_present,
         excluded: t.excluded,
         failed: t.failed,
+        flags_updated: t.flags_updated,
+        expunged: t.expunged,
     }
 }
 
@@ -289,6 +297,7 @@ pub fn migration(v: &MigrationView) -> pb::Migration {
         pass_finished_at: r.pass_finished_at.as_ref().map(timestamp),
         options: Some(options_out(&r.options)),
         request_id: r.request_id.clone(),
+        next_sync_at: r.next_sync_at.as_ref().map(timestamp),
     }
 }
 

@@ -164,8 +164,14 @@ pub async fn inventory_folder(
     if sel.exists == 0 {
         return Ok(inv);
     }
+    // MODSEQ (RFC 7162) lets a sync pass tell which source messages changed their flags.
+    let modseq = if with_subject && conn.has_capability("CONDSTORE") {
+        " MODSEQ"
+    } else {
+        ""
+    };
     let items = format!(
-        "UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]"
+        "UID RFC822.SIZE FLAGS INTERNALDATE{modseq} BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]"
     );
     let tag = conn.start_uid_fetch("1:*", &items).await?;
     while let Some(item) = conn.next_fetch(&tag).await? {
@@ -184,6 +190,7 @@ pub async fn inventory_folder(
             } else {
                 String::new()
             },
+            modseq: item.modseq,
         });
     }
     inv.messages.sort_by_key(|m| m.uid);
@@ -208,6 +215,7 @@ mod tests {
             flags: vec![],
             internal_date: None,
             subject: String::new(),
+            modseq: None,
         }
     }
 

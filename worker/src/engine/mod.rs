@@ -9,6 +9,7 @@ pub mod list;
 pub mod pipeline;
 pub mod rate;
 pub mod slots;
+pub mod sync;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -460,8 +461,8 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
     /// Runs one task into its outcome. Never panics on server input; every failure becomes an
     /// outcome whose kind decides what the coordinator does next.
     pub async fn run(&self, task: &TaskEnvelope) -> OutcomeEnvelope {
-        let span = tracing::info_span!("task", migration = %task.migration_id, pair = %task.pair_id, task = %task.task_id);
-        let _enter = span.enter();
+        // The caller's span (the runner's `task` span) covers this: a guard entered here would
+        // stay entered across the awaits below and mis-parent other tasks' spans on this thread.
         let body = match &task.body {
             TaskBody::List(t) => list::run(self, &task.pair_id, t)
                 .await
@@ -475,6 +476,9 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
             TaskBody::CopyBatch(t) => copy::run(self, &task.pair_id, t)
                 .await
                 .map(|r| OutcomeBody::Copy(Box::new(r))),
+            TaskBody::UpdateTarget(t) => sync::run(self, &task.pair_id, t)
+                .await
+                .map(OutcomeBody::Updated),
         };
         let body = body.unwrap_or_else(|e| {
             OutcomeBody::Failed(TaskFailure {

@@ -159,7 +159,7 @@ pub fn expand_uid_set(s: &str) -> Option<Vec<u32>> {
 }
 
 /// Whether a flag can be sent in an APPEND flag list (RFC 3501 §9: flag-keyword is an atom).
-fn is_sendable_flag(f: &str) -> bool {
+pub(super) fn is_sendable_flag(f: &str) -> bool {
     let body = f.strip_prefix('\\').unwrap_or(f);
     !body.is_empty()
         && body

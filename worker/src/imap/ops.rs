@@ -62,6 +62,8 @@ pub struct FetchItem {
     pub body: Option<Bytes>,
     /// `BODY[HEADER.FIELDS (...)]` contents.
     pub header: Option<Bytes>,
+    /// MODSEQ (RFC 7162).
+    pub modseq: Option<u64>,
 }
 
 fn check(conn: &Connection, done: Completion, what: &str) -> ImapResult<Completion> {
@@ -218,9 +220,11 @@ impl Connection {
 
     /// EXAMINE: opens a folder read-only (the source is never changed; the target is only read).
     pub async fn examine(&mut self, raw: &str) -> ImapResult<Selected> {
-        let done = self
-            .run_args(&[Arg::text("EXAMINE "), astring(raw)])
-            .await?;
+        self.open_folder("EXAMINE ", raw).await
+    }
+
+    async fn open_folder(&mut self, verb: &'static str, raw: &str) -> ImapResult<Selected> {
+        let done = self.run_args(&[Arg::text(verb), astring(raw)]).await?;
         let done = check(self, done, &format!("opening folder {raw:?}"))?;
         let mut sel = Selected::default();
         let apply = |code: &Code, sel: &mut Selected| match code.name.as_str() {
@@ -375,6 +379,31 @@ impl Connection {
         check(self, done, &format!("subscribing folder {raw:?}")).map(|_| ())
     }
 
+    /// SELECT: opens a target folder read-write (only UpdateTarget tasks do). Same answer as
+    /// [`Connection::examine`], with the PERMANENTFLAGS the folder really keeps.
+    pub async fn select(&mut self, raw: &str) -> ImapResult<Selected> {
+        self.open_folder("SELECT ", raw).await
+    }
+
+    /// `UID STORE set FLAGS.SILENT (flags)`: replaces the flags of the messages in `set`.
+    /// Every flag must be an atom (the caller filters).
+    pub async fn uid_store_flags(&mut self, set: &str, flags: &[String]) -> ImapResult<()> {
+        let cmd = format!("UID STORE {set} FLAGS.SILENT ({})", flags.join(" "));
+        let done = self.run(&cmd).await?;
+        check(self, done, "setting flags (UID STORE)").map(|_| ())
+    }
+
+    /// `UID STORE set +FLAGS.SILENT (\Deleted)` then `UID EXPUNGE set` (RFC 4315): removes
+    /// exactly those messages, never another message marked `\Deleted`.
+    pub async fn uid_expunge(&mut self, set: &str) -> ImapResult<()> {
+        let done = self
+            .run(&format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"))
+            .await?;
+        check(self, done, "marking copies deleted (UID STORE)")?;
+        let done = self.run(&format!("UID EXPUNGE {set}")).await?;
+        check(self, done, "UID EXPUNGE").map(|_| ())
+    }
+
     /// GETQUOTAROOT of INBOX (RFC 9208); `None` without QUOTA or without a quota.
     pub async fn inbox_quota(&mut self) -> ImapResult<Option<Quota>> {
         if !self
@@ -447,6 +476,11 @@ fn fetch_item(items: Vec<Value>) -> Option<FetchItem> {
                 out.internal_date = value.as_text().as_deref().and_then(parse_internal_date)
             }
             "RFC822.SIZE" => out.size = value.as_u64(),
+            "MODSEQ" => {
+                out.modseq = value
+                    .as_list()
+                    .and_then(|l| l.first().and_then(Value::as_u64))
+            }
             "BODY[]" => out.body = value.into_bytes(),
             n if n.starts_with("BODY[HEADER") => out.header = value.into_bytes(),
             _ => {}
