@@ -1,5 +1,6 @@
-//! The `mailferry` binary: parse arguments, start logging, run the command, exit with a code
-//! that scripts can rely on (README, "Exit codes"). No migration logic lives here.
+//! The `mailferry` binary: parse arguments, start logging (and trace export, `telemetry`), run
+//! the command, flush, exit with a code that scripts can rely on (README, "Exit codes"). No
+//! migration logic lives here.
 
 mod admin;
 mod args;
@@ -11,8 +12,9 @@ mod fleet_config;
 mod output;
 mod progress;
 mod roles;
+mod telemetry;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use tokio::sync::watch;
 
 /// Exit codes.
@@ -36,13 +38,8 @@ pub mod exit {
 fn main() {
     // One process-wide TLS provider (ring) for every client: IMAP, Redis, RabbitMQ, gRPC.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = args::Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MAILFERRY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let (cli, log_format) = parse();
+    // At least two workers: the trace exporter's thread waits on this runtime (telemetry.rs).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(
             std::thread::available_parallelism()
@@ -59,6 +56,10 @@ fn main() {
         }
     };
     let code = runtime.block_on(async {
+        let (telemetry, error) = telemetry::init(log_format, service_name(&cli.command));
+        if let Some(e) = error {
+            eprintln!("warning: traces are not exported: {e}");
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -69,10 +70,13 @@ fn main() {
             std::process::exit(exit::INTERRUPTED);
         });
         // A service stopped by SIGTERM has done what was asked: its own code stands.
-        let service = matches!(
-            cli.command,
-            args::Command::Coordinator(_) | args::Command::Worker(_)
-        );
+        // So has `migrate --sync-every` stopped between passes (a pass it interrupts says so in
+        // its own code).
+        let service = match &cli.command {
+            args::Command::Coordinator(_) | args::Command::Worker(_) => true,
+            args::Command::Migrate(a) => a.sync_every.is_some(),
+            _ => false,
+        };
         let code = match cli.command {
             args::Command::Check(a) => embedded::check(a, stop_rx.clone()).await,
             args::Command::Migrate(a) => embedded::migrate(a, stop_rx.clone()).await,
@@ -81,6 +85,7 @@ fn main() {
             args::Command::Keygen => roles::keygen(),
             args::Command::Ctl(a) => ctl::run(a, stop_rx.clone()).await,
         };
+        telemetry.shutdown().await;
         if *stop_rx.borrow() && !service {
             exit::INTERRUPTED
         } else {
@@ -89,6 +94,40 @@ fn main() {
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     std::process::exit(code);
+}
+
+/// The arguments, and `--log-format` (`MAILFERRY_LOG_FORMAT`): a global flag added to the
+/// command line here, where logging is set up, so that every subcommand takes it.
+fn parse() -> (args::Cli, telemetry::LogFormat) {
+    let command = args::Cli::command().arg(
+        clap::Arg::new("log_format")
+            .long("log-format")
+            .env("MAILFERRY_LOG_FORMAT")
+            .global(true)
+            .value_name("FORMAT")
+            .value_parser(clap::builder::EnumValueParser::<telemetry::LogFormat>::new())
+            .default_value("text")
+            .help("Log lines on stderr as text or as JSON objects, one per line"),
+    );
+    let matches = command.get_matches();
+    let format = matches
+        .get_one::<telemetry::LogFormat>("log_format")
+        .copied()
+        .unwrap_or_default();
+    match args::Cli::from_arg_matches(&matches) {
+        Ok(cli) => (cli, format),
+        Err(e) => e.exit(),
+    }
+}
+
+/// The `service.name` of this process's traces (unless `OTEL_SERVICE_NAME` says otherwise).
+fn service_name(command: &args::Command) -> &'static str {
+    match command {
+        args::Command::Coordinator(_) => "mailferry-coordinator",
+        args::Command::Worker(_) => "mailferry-worker",
+        args::Command::Ctl(_) => "mailferry-ctl",
+        args::Command::Check(_) | args::Command::Migrate(_) | args::Command::Keygen => "mailferry",
+    }
 }
 
 async fn wait_for_signal() {

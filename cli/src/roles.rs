@@ -29,7 +29,7 @@ pub struct CoordinatorArgs {
     /// gRPC address to listen on.
     #[arg(long, env = "MAILFERRY_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
-    /// Admin HTTP address (`/live`, `/ready`).
+    /// Admin HTTP address (`/live`, `/ready`, `/metrics`).
     #[arg(long, env = "MAILFERRY_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
     pub admin_listen: SocketAddr,
     /// PEM certificate for gRPC over TLS (with --tls-key).
@@ -46,7 +46,7 @@ pub struct CoordinatorArgs {
 /// `mailferry worker`.
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
-    /// Admin HTTP address (`/live`, `/ready`).
+    /// Admin HTTP address (`/live`, `/ready`, `/metrics`).
     #[arg(long, env = "MAILFERRY_ADMIN_LISTEN", default_value = "127.0.0.1:9091")]
     pub admin_listen: SocketAddr,
     /// Tasks run at once (and RabbitMQ prefetch).
@@ -143,8 +143,15 @@ pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>)
             return exit::USAGE;
         }
     };
+    let metrics = match crate::telemetry::install_metrics() {
+        Ok(handle) => crate::admin::prometheus(handle),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FATAL;
+        }
+    };
     let (ready_tx, ready_rx) = watch::channel(false);
-    crate::admin::spawn(admin, ready_rx);
+    crate::admin::spawn(admin, ready_rx, metrics);
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -174,7 +181,7 @@ pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>)
     };
     let control = match Control::start(
         store,
-        queue,
+        queue.clone(),
         Arc::new(cfg.keys),
         ControlConfig {
             probe_timeout: Duration::from_secs(args.probe_timeout.max(1)),
@@ -189,6 +196,7 @@ pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>)
             return exit::FATAL;
         }
     };
+    spawn_gauges(control.clone(), queue.clone());
     let _ = ready_tx.send(true);
     tracing::info!(listen = %args.listen, namespace = %cfg.namespace, "coordinator serving");
     eprintln!(
@@ -210,6 +218,57 @@ pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>)
             exit::FATAL
         }
     }
+}
+
+/// How often the coordinator samples its gauges (queue depth, migrations by state).
+const GAUGE_EVERY: Duration = Duration::from_secs(15);
+
+/// Samples the coordinator's gauges now and every [`GAUGE_EVERY`]: the tasks queue's depth (a
+/// passive declare) and the number of migrations in each state. A failed sample leaves the last
+/// value and says why once per failure streak.
+fn spawn_gauges(control: Control, queue: Arc<AmqpQueue>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(GAUGE_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            every.tick().await;
+            let depth = queue.task_queue_depth().await.map_err(|e| e.to_string());
+            if let Ok(n) = depth {
+                mailferry_fleet::metrics::set_queue_depth("tasks", n);
+            }
+            let states = migration_states(&control).await;
+            if let Ok(counts) = &states {
+                mailferry_fleet::metrics::set_migrations(counts.iter().map(|(s, n)| (*s, *n)));
+            }
+            match (depth.err(), states.err()) {
+                (None, None) => failing = false,
+                (a, b) if !failing => {
+                    failing = true;
+                    let why = a.into_iter().chain(b).collect::<Vec<_>>().join("; ");
+                    tracing::warn!("metrics not sampled: {why}");
+                }
+                _ => {}
+            }
+        }
+    });
+}
+
+/// How many migrations are in each state (by the API's state names).
+async fn migration_states(control: &Control) -> Result<Vec<(&'static str, u64)>, String> {
+    let mut counts: Vec<(&'static str, u64)> = Vec::new();
+    for id in control.list_ids().await.map_err(|e| e.to_string())? {
+        // One deleted meanwhile is simply not counted.
+        let Ok(view) = control.get(&id).await else {
+            continue;
+        };
+        let state = mailferry_coordinator::control::state_name(view.record.state);
+        match counts.iter_mut().find(|(s, _)| *s == state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((state, 1)),
+        }
+    }
+    Ok(counts)
 }
 
 /// How long the coordinator's leader lease lasts without renewal.
@@ -362,8 +421,15 @@ pub async fn worker(args: WorkerArgs, mut stop: watch::Receiver<bool>) -> i32 {
             return exit::USAGE;
         }
     };
+    let metrics = match crate::telemetry::install_metrics() {
+        Ok(handle) => crate::admin::prometheus(handle),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::FATAL;
+        }
+    };
     let (ready_tx, ready_rx) = watch::channel(false);
-    crate::admin::spawn(admin, ready_rx);
+    crate::admin::spawn(admin, ready_rx, metrics);
     let Some(store) = connect_store(&cfg, &mut stop).await else {
         return exit::INTERRUPTED;
     };
@@ -412,6 +478,7 @@ pub async fn worker(args: WorkerArgs, mut stop: watch::Receiver<bool>) -> i32 {
         },
     ));
     let _ = ready_tx.send(true);
+    tracing::info!(concurrency = args.concurrency, namespace = %cfg.namespace, "worker serving");
     eprintln!(
         "mailferry worker: {} tasks at once, namespace {}, admin on {}",
         args.concurrency, cfg.namespace, args.admin_listen

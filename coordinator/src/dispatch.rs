@@ -5,13 +5,36 @@
 //! outcomes and hands each to the run of its task id's prefix; outcomes of runs that no longer
 //! exist (an earlier coordinator's, a stopped pass's) are dropped, which is safe because the
 //! target, not the outcome, is the truth (DESIGN.md, "Idempotency").
+//!
+//! Tracing: a run's view publishes each task inside a `publish` task span, a child of the span the
+//! run was opened in (a `pass` span from [`spawn_traced`], or the API call of a probe), so the
+//! trace context that goes out with the task (`fleet/src/amqp.rs`) makes the worker's task span
+//! a grandchild of the request that started the pass.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use mailferry_fleet::TaskQueue;
+use mailferry_fleet::telemetry::{self, TaskStep};
 use mailferry_proto::task::{OutcomeEnvelope, TaskEnvelope};
 use tokio::sync::mpsc;
+use tracing::Instrument;
+
+/// Spawns a pass (or any run of the driver) inside a new `pass` span, a child of the caller's
+/// current span: a pass started by a CreateMigration call belongs to that call's trace. The run
+/// records its migration and run ids on the span when it opens its view ([`Router::open`]).
+pub fn spawn_traced<F>(run: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let span = tracing::info_span!(
+        "pass",
+        migration_id = tracing::field::Empty,
+        run_id = tracing::field::Empty
+    );
+    tokio::spawn(run.instrument(span))
+}
 
 /// Open runs by run id.
 #[derive(Default)]
@@ -26,11 +49,17 @@ impl Router {
         if let Ok(mut routes) = self.routes.lock() {
             routes.insert(run_id.clone(), tx);
         }
+        let span = tracing::Span::current();
+        if let Some((migration, _)) = run_id.split_once('.') {
+            span.record("migration_id", migration);
+        }
+        span.record("run_id", run_id.as_str());
         RunQueue {
             queue,
             run_id,
             rx: tokio::sync::Mutex::new(rx),
             router: self.clone(),
+            span,
         }
     }
 
@@ -64,6 +93,8 @@ pub struct RunQueue<Q> {
     run_id: String,
     rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<OutcomeEnvelope>>,
     router: Arc<Router>,
+    /// The span the run was opened in: the parent of its tasks' `publish` spans.
+    span: tracing::Span,
 }
 
 impl<Q> RunQueue<Q> {
@@ -81,11 +112,16 @@ impl<Q> Drop for RunQueue<Q> {
 
 impl<Q: TaskQueue> TaskQueue for RunQueue<Q> {
     async fn publish_task(&self, task: TaskEnvelope) -> bool {
-        self.queue.publish_task(task).await
+        let span = telemetry::task_span(&task, TaskStep::Publish, self.span.id());
+        self.queue.publish_task(task).instrument(span).await
     }
 
     async fn publish_task_after(&self, task: TaskEnvelope, delay: std::time::Duration) -> bool {
-        self.queue.publish_task_after(task, delay).await
+        let span = telemetry::task_span(&task, TaskStep::Publish, self.span.id());
+        self.queue
+            .publish_task_after(task, delay)
+            .instrument(span)
+            .await
     }
 
     /// A run view only publishes tasks; workers read the shared queue.

@@ -65,6 +65,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep, timeout};
 
 use crate::queue::TaskQueue;
+use crate::telemetry::{self, TraceHeaders};
 
 /// What a process does with the queues; every role declares the whole topology.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +216,8 @@ struct Held {
     attempt: u32,
     acker: Acker,
     body: Vec<u8>,
+    /// The publisher's trace context (W3C headers), for the worker's task span.
+    trace: TraceHeaders,
 }
 
 struct Shared {
@@ -354,6 +357,22 @@ impl AmqpQueue {
         }
         self.publish_envelope(Route::Retry(bucket), &task.task_id, task)
             .await
+    }
+
+    /// The trace context sent with a task this worker holds (see [`TaskQueue::trace_headers`]).
+    pub fn trace_headers(&self, task: &TaskEnvelope) -> TraceHeaders {
+        let Ok(held) = self.shared.held.lock() else {
+            return TraceHeaders::new();
+        };
+        held.get(&task.task_id)
+            .and_then(|list| {
+                list.iter()
+                    .rev()
+                    .find(|h| h.attempt == task.attempt)
+                    .or(list.last())
+            })
+            .map(|h| h.trace.clone())
+            .unwrap_or_default()
     }
 
     /// Sends a task handed out by [`TaskQueue::next_task`] to the dead-letter queue with `kind`
@@ -504,9 +523,15 @@ impl AmqpQueue {
                 return false;
             }
         };
+        let mut props = message_props(id);
+        if matches!(route, Route::Tasks | Route::Retry(_)) {
+            // The worker's task span continues the publisher's trace (a retry parks in a delay
+            // queue, whose dead-lettering keeps the headers).
+            props = with_trace_headers(props, telemetry::current_headers());
+        }
         let result = self
             .shared
-            .publish(route, &payload, message_props(id), "publishing")
+            .publish(route, &payload, props, "publishing")
             .await;
         if !matches!(result, Ok(Published::Confirmed)) {
             tracing::warn!(id, result = %describe(&result), "message not published");
@@ -640,6 +665,10 @@ impl TaskQueue for AmqpQueue {
     fn close(&self) {
         self.shared.closed.send_replace(true);
     }
+
+    fn trace_headers(&self, task: &TaskEnvelope) -> TraceHeaders {
+        AmqpQueue::trace_headers(self, task)
+    }
 }
 
 /// The failure outcome that stands for a dead task.
@@ -668,6 +697,32 @@ fn message_props(id: &str) -> BasicProperties {
         .with_content_type("application/json".into())
         .with_message_id(id.into())
         .with_timestamp(now)
+}
+
+/// Adds the W3C trace context fields to a message's headers.
+fn with_trace_headers(props: BasicProperties, trace: TraceHeaders) -> BasicProperties {
+    if trace.is_empty() {
+        return props;
+    }
+    let mut headers = props.headers().clone().unwrap_or_default();
+    for (name, value) in trace {
+        headers.insert(name.into(), AMQPValue::LongString(value.into()));
+    }
+    props.with_headers(headers)
+}
+
+/// The W3C trace context fields of a delivery's headers.
+fn trace_headers(props: &BasicProperties) -> TraceHeaders {
+    let Some(headers) = props.headers() else {
+        return TraceHeaders::new();
+    };
+    telemetry::W3C_FIELDS
+        .iter()
+        .filter_map(|name| {
+            let value = headers.inner().get(*name).and_then(text)?;
+            Some(((*name).to_owned(), value))
+        })
+        .collect()
 }
 
 fn kind_name(kind: ErrorKind) -> String {
@@ -1157,6 +1212,7 @@ impl Shared {
                         attempt: task.attempt,
                         acker: d.acker,
                         body: d.data,
+                        trace: trace_headers(&d.properties),
                     });
                 }
                 Some(task)

@@ -9,11 +9,13 @@
 pub mod amqp;
 pub mod credentials;
 pub mod failpoint;
+pub mod metrics;
 pub mod queue;
 #[cfg(feature = "redis")]
 pub mod redis_store;
 pub mod seal;
 pub mod store;
+pub mod telemetry;
 #[cfg(all(feature = "amqp", feature = "redis"))]
 pub mod worker_queue;
 

@@ -34,6 +34,13 @@ pub trait TaskQueue: Send + Sync + 'static {
     fn next_outcome(&self) -> impl Future<Output = Option<OutcomeEnvelope>> + Send;
     /// Stops handing out tasks; workers see `None` once the queue is drained.
     fn close(&self);
+    /// The trace context its publisher sent with `task`, a task handed out by
+    /// [`TaskQueue::next_task`] and not yet answered (W3C headers, see [`crate::telemetry`]).
+    /// Empty by default: a queue inside one process carries none.
+    fn trace_headers(&self, task: &TaskEnvelope) -> crate::telemetry::TraceHeaders {
+        let _ = task;
+        Vec::new()
+    }
 }
 
 /// The embedded queue.

@@ -101,4 +101,8 @@ impl TaskQueue for WorkerQueue {
     fn close(&self) {
         self.queue.close();
     }
+
+    fn trace_headers(&self, task: &TaskEnvelope) -> crate::telemetry::TraceHeaders {
+        self.queue.trace_headers(task)
+    }
 }

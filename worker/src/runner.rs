@@ -1,10 +1,17 @@
 //! The task runner: takes tasks from the queue, runs up to `concurrency` at once, publishes each
 //! outcome. On shutdown it stops taking tasks and lets the ones in hand finish.
+//!
+//! Every task runs inside one `task` span carrying its ids (migration, pair, task, and a target
+//! folder id, never a folder name) and kind; the span continues the trace its publisher sent
+//! along with the task, if any. The runner sees every outcome, so it is where the fleet's task
+//! metrics (`mailferry_fleet::metrics`) are recorded.
 
 use std::sync::Arc;
 
-use mailferry_fleet::{CredentialSource, Store, TaskQueue};
+use mailferry_fleet::telemetry::{self, TaskStep};
+use mailferry_fleet::{CredentialSource, Store, TaskQueue, metrics};
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use crate::engine::Engine;
 
@@ -32,14 +39,23 @@ pub async fn run<Q, S, C>(
             _ = &mut shutdown => break,
             t = queue.next_task() => match t { Some(t) => t, None => break },
         };
+        let span = telemetry::task_span(&task, TaskStep::Run, None);
+        telemetry::set_parent_from_headers(&span, &queue.trace_headers(&task));
         let (queue, engine) = (queue.clone(), engine.clone());
-        tokio::spawn(async move {
-            let outcome = engine.run(&task).await;
-            if !queue.publish_outcome(outcome).await {
-                tracing::warn!(task = %task.task_id, "outcome could not be published");
+        tokio::spawn(
+            async move {
+                let started = std::time::Instant::now();
+                let outcome = engine.run(&task).await;
+                let kind = metrics::task_type(&task.body);
+                metrics::record_outcome(kind, &outcome, started.elapsed());
+                tracing::Span::current().record("outcome", metrics::outcome_label(&outcome.body));
+                if !queue.publish_outcome(outcome).await {
+                    tracing::warn!(task = %task.task_id, "outcome could not be published");
+                }
+                drop(permit);
             }
-            drop(permit);
-        });
+            .instrument(span),
+        );
     }
     // Drain: wait for the tasks in hand.
     let _ = slots

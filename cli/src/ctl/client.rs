@@ -1,6 +1,8 @@
 //! The connection to the coordinator: its URL and TLS, the API token and the interceptor that
 //! sends it, and what a failed call means for people and for the exit code. Every call goes
-//! through [`Session`], which also gives up on Ctrl-C.
+//! through [`Session`], which also gives up on Ctrl-C, and runs in a `ctl` client span whose
+//! W3C trace context the interceptor sends along, so the coordinator's work for the call joins
+//! the caller's trace (when traces are exported, see `crate::telemetry`).
 //!
 //! It must never print, log or `Debug`-format the token.
 
@@ -51,7 +53,7 @@ impl Failed {
 }
 
 /// Adds `authorization: Bearer <token>` to every call (none when no token was given, so the
-/// coordinator's UNAUTHENTICATED can say so).
+/// coordinator's UNAUTHENTICATED can say so), and the current span's trace context.
 #[derive(Clone)]
 pub struct Bearer(Option<MetadataValue<Ascii>>);
 
@@ -87,6 +89,12 @@ impl Interceptor for Bearer {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
         if let Some(v) = &self.0 {
             request.metadata_mut().insert("authorization", v.clone());
+        }
+        for (name, value) in mailferry_fleet::telemetry::current_headers() {
+            let name = tonic::metadata::MetadataKey::from_bytes(name.as_bytes());
+            if let (Ok(name), Ok(value)) = (name, MetadataValue::try_from(value)) {
+                request.metadata_mut().insert(name, value);
+            }
         }
         Ok(request)
     }
@@ -190,6 +198,13 @@ impl Session {
         what: &str,
         work: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Failed> {
+        let span = tracing::info_span!(
+            "ctl",
+            otel.name = %format_args!("ctl {what}"),
+            otel.kind = "client",
+        );
+        // The interceptor runs when the call is first polled, inside this span.
+        let work = tracing::Instrument::instrument(work, span);
         let stop = &mut self.stop;
         let stopped = async {
             if stop.wait_for(|s| *s).await.is_err() {

@@ -1,6 +1,8 @@
 //! The coordinator's gRPC server: `mailferry.v1.MigrationService`, `grpc.health.v1` and server
 //! reflection (v1 and v1alpha, since grpcurl and Python's tools speak only v1alpha), bearer-token
-//! auth on everything but health, TLS when configured.
+//! auth on everything but health, TLS when configured. Each call runs in a `grpc` span that
+//! continues the caller's trace from the W3C `traceparent` in its metadata, so a pass a
+//! CreateMigration call starts, and the worker tasks of that pass, belong to the caller's trace.
 
 pub mod auth;
 pub mod convert;
@@ -37,6 +39,31 @@ pub enum ServeError {
     },
 }
 
+/// The span of one call: its method (`/package.Service/Method`, never its arguments), a child of
+/// the trace context the caller sent. Health checks get none.
+fn call_span(req: &tonic::codegen::http::Request<()>) -> tracing::Span {
+    let path = req.uri().path();
+    if path.starts_with("/grpc.health.") {
+        return tracing::Span::none();
+    }
+    let method = path.rsplit('/').next().unwrap_or(path);
+    let span = tracing::info_span!(
+        "grpc",
+        otel.name = %format_args!("grpc {method}"),
+        otel.kind = "server",
+        rpc.system = "grpc",
+        rpc.method = %path,
+    );
+    let headers = req.headers();
+    mailferry_fleet::telemetry::set_parent(&span, |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    span
+}
+
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     api: Api,
@@ -62,7 +89,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| err(format!("reflection: {e}")))?;
-    let mut builder = Server::builder();
+    let mut builder = Server::builder().trace_fn(call_span);
     if let Some(t) = tls {
         builder = builder
             .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(t.cert, t.key)))

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use mailferry_fleet::Store;
+use mailferry_fleet::metrics::OpenConnection;
 use tokio::sync::mpsc;
 
 use crate::imap::Connection;
@@ -144,15 +145,22 @@ impl std::fmt::Debug for SlotGuard {
 }
 
 /// A logged-in IMAP session and the connection slots it holds. Derefs to the [`Connection`]. The
-/// connection is declared first so that it closes before its slots are given back.
+/// connection is declared first so that it closes before its slots are given back. It counts
+/// itself in the `mailferry_imap_connections` gauge for its whole life, however it ends.
 pub struct Session {
     conn: Connection,
     slot: SlotGuard,
+    _open: OpenConnection,
 }
 
 impl Session {
     pub(crate) fn new(conn: Connection, slot: SlotGuard) -> Session {
-        Session { conn, slot }
+        let open = OpenConnection::new(conn.side);
+        Session {
+            conn,
+            slot,
+            _open: open,
+        }
     }
 
     /// Whether the session's slots were lost (it must not be reused).
@@ -167,12 +175,17 @@ impl Session {
     /// Logs out (politely, bounded by a short timeout) when `polite`, closes the connection, then
     /// gives the slots back before returning, so a waiting task can take them at once.
     pub(crate) async fn close<S: Store>(self, store: &S, polite: bool) {
-        let Session { conn, slot } = self;
+        let Session {
+            conn,
+            slot,
+            _open: open,
+        } = self;
         if polite {
             conn.logout().await;
         } else {
             drop(conn);
         }
+        drop(open);
         slot.release(store).await;
     }
 }
