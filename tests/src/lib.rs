@@ -11,6 +11,7 @@
 //! * [`verify`]: snapshot an account and compare source with target through a folder mapping.
 //! * [`fake_server`]: a scripted fake IMAP server for misbehaving-server cases.
 //! * [`proxy`]: a TCP proxy in front of a real server that can cut one connection mid-stream.
+//! * [`otlp`]: an in-process OTLP trace receiver that keeps the spans fleet processes export.
 //!
 //! A typical scenario:
 //!
@@ -35,6 +36,7 @@ pub mod fake_server;
 pub mod fixtures;
 pub mod fleet;
 pub mod imap_client;
+pub mod otlp;
 pub mod proxy;
 pub mod servers;
 pub mod verify;
