@@ -55,6 +55,19 @@ pub struct RunOptions {
     pub sync: SyncOptions,
 }
 
+impl RunOptions {
+    /// A fingerprint of the options that decide what a pass does to a folder: what it leaves
+    /// out, and whether it propagates deletions (turning that on must look at every folder
+    /// again, so deletions made meanwhile are not missed). A change voids folder watermarks.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{};delete_propagation={}",
+            self.plan.fingerprint(),
+            self.sync.delete_propagation
+        )
+    }
+}
+
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
@@ -447,7 +460,7 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                 _ => None,
             };
             if let (Some(mark), Some(raw)) = (mark, &pf.target_raw) {
-                if !self.opts.sync.full_flag_sync && unchanged(&mark, pf, &list, &self.opts.plan) {
+                if !self.opts.sync.full_flag_sync && unchanged(&mark, pf, &list, &self.opts) {
                     run.tally.add_unchanged(pf, &mark);
                     continue;
                 }
@@ -663,7 +676,7 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                 sources: inv.sources.clone(),
                 present,
                 excluded,
-                options: self.opts.plan.fingerprint(),
+                options: self.opts.fingerprint(),
                 complete,
                 modseqs,
             };
@@ -732,12 +745,12 @@ fn unchanged(
     mark: &FolderWatermark,
     pf: &PlannedFolder,
     list: &ListResult,
-    plan: &PlanOptions,
+    opts: &RunOptions,
 ) -> bool {
     let Some(raw) = pf.target_raw.as_ref() else {
         return false;
     };
-    if !mark.complete || mark.options != plan.fingerprint() {
+    if !mark.complete || mark.options != opts.fingerprint() {
         return false;
     }
     let Some(dst) = list

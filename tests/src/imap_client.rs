@@ -320,6 +320,75 @@ impl ImapClient {
         })
     }
 
+    /// A raw command that must answer `OK` (e.g. `UID STORE 3 +FLAGS (\\Flagged)` after
+    /// [`ImapClient::select`]); untagged responses are skipped.
+    pub async fn command(&mut self, command: &str) -> Result<()> {
+        let what = command.to_owned();
+        tokio::time::timeout(COMMAND_TIMEOUT, async {
+            let tag = self.session.run_command(command).await?;
+            loop {
+                let response = self
+                    .session
+                    .read_response()
+                    .await?
+                    .ok_or_else(|| anyhow!("connection closed"))?;
+                if let Response::Done {
+                    tag: done,
+                    status,
+                    outcome: o,
+                } = response.parsed()
+                    && *done == tag
+                {
+                    let out = outcome(status, o.code.as_ref(), o.information.as_deref());
+                    if !out.is_ok() {
+                        bail!("{out}");
+                    }
+                    return Ok(());
+                }
+            }
+        })
+        .await
+        .map_err(|_| anyhow!("{what}: timed out"))?
+        .with_context(|| what.clone())
+    }
+
+    /// SELECT a folder read-write.
+    pub async fn select(&mut self, raw_name: &str) -> Result<()> {
+        self.command(&format!("SELECT {}", quote(raw_name))).await
+    }
+
+    /// UIDs of a folder's messages, ascending.
+    pub async fn uids(&mut self, raw_name: &str) -> Result<Vec<u32>> {
+        self.select(raw_name).await?;
+        let found = timed(
+            "UID SEARCH ALL",
+            COMMAND_TIMEOUT,
+            self.session.uid_search("ALL"),
+        )
+        .await?;
+        let mut out: Vec<u32> = found.into_iter().collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Removes one message by UID (UID STORE \Deleted, UID EXPUNGE).
+    pub async fn expunge_uid(&mut self, raw_name: &str, uid: u32) -> Result<()> {
+        self.select(raw_name).await?;
+        self.command(&format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"))
+            .await?;
+        self.command(&format!("UID EXPUNGE {uid}")).await
+    }
+
+    /// DELETE a folder by raw name.
+    pub async fn delete(&mut self, raw_name: &str) -> Result<()> {
+        timed(
+            &format!("DELETE {raw_name:?}"),
+            COMMAND_TIMEOUT,
+            self.session.delete(raw_name),
+        )
+        .await
+    }
+
     /// LOGOUT; errors are ignored (the test is over either way).
     pub async fn logout(mut self) {
         let _ = tokio::time::timeout(COMMAND_TIMEOUT, self.session.logout()).await;
