@@ -224,8 +224,8 @@ pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>)
 const GAUGE_EVERY: Duration = Duration::from_secs(15);
 
 /// Samples the coordinator's gauges now and every [`GAUGE_EVERY`]: the tasks queue's depth (a
-/// passive declare) and the number of migrations in each state. A failed sample leaves the last
-/// value and says why once per failure streak.
+/// passive declare), the number of migrations in each state and the sync scheduler's lag. A
+/// failed sample leaves the last value and says why once per failure streak.
 fn spawn_gauges(control: Control, queue: Arc<AmqpQueue>) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(GAUGE_EVERY);
@@ -237,6 +237,7 @@ fn spawn_gauges(control: Control, queue: Arc<AmqpQueue>) {
             if let Ok(n) = depth {
                 mailferry_fleet::metrics::set_queue_depth("tasks", n);
             }
+            mailferry_fleet::metrics::set_sync_lag(control.sync_lag().as_secs_f64());
             let states = migration_states(&control).await;
             if let Ok(counts) = &states {
                 mailferry_fleet::metrics::set_migrations(counts.iter().map(|(s, n)| (*s, *n)));

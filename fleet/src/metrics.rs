@@ -13,6 +13,8 @@
 //! |---|---|---|---|
 //! | `mailferry_messages_copied_total` | counter | | messages a worker copied (appended, or found appended by an earlier attempt) |
 //! | `mailferry_bytes_copied_total` | counter | | message bytes of those |
+//! | `mailferry_flags_updated_total` | counter | | copies whose flags a sync set to their source's |
+//! | `mailferry_expunged_total` | counter | | copies a sync expunged because their source message was deleted |
 //! | `mailferry_message_failures_total` | counter | `kind` | messages that could not be copied, by [`FailureKind`] |
 //! | `mailferry_task_failures_total` | counter | `kind` | tasks that failed as a whole, by [`ErrorKind`] |
 //! | `mailferry_tasks_total` | counter | `type`, `outcome` | tasks finished by a worker: `ok`, `partial` (some messages failed) or `failed` |
@@ -31,6 +33,10 @@ use mailferry_proto::{ErrorKind, FailureKind};
 pub const MESSAGES_COPIED: &str = "mailferry_messages_copied_total";
 /// Message bytes copied (counter).
 pub const BYTES_COPIED: &str = "mailferry_bytes_copied_total";
+/// Copies whose flags a sync set to the source's (counter).
+pub const FLAGS_UPDATED: &str = "mailferry_flags_updated_total";
+/// Copies a sync expunged (counter).
+pub const EXPUNGED: &str = "mailferry_expunged_total";
 /// Messages that could not be copied, label `kind` (counter).
 pub const MESSAGE_FAILURES: &str = "mailferry_message_failures_total";
 /// Tasks that failed as a whole, label `kind` (counter).
@@ -79,6 +85,16 @@ pub fn describe() {
         "Message bytes copied by this worker"
     );
     describe_counter!(
+        FLAGS_UPDATED,
+        Unit::Count,
+        "Copies whose flags a sync set to their source message's"
+    );
+    describe_counter!(
+        EXPUNGED,
+        Unit::Count,
+        "Copies a sync expunged because their source message was deleted"
+    );
+    describe_counter!(
         MESSAGE_FAILURES,
         Unit::Count,
         "Messages that could not be copied, by failure kind"
@@ -120,6 +136,7 @@ pub fn task_type(body: &TaskBody) -> &'static str {
         TaskBody::Inventory(_) => "inventory",
         TaskBody::CreateFolders(_) => "create_folders",
         TaskBody::CopyBatch(_) => "copy_batch",
+        TaskBody::UpdateTarget(_) => "update_target",
         // A kind added to the envelope before it is named here still counts.
         _ => "other",
     }
@@ -179,6 +196,10 @@ pub fn record_outcome(task_type: &'static str, outcome: &OutcomeEnvelope, took: 
                 metrics::counter!(MESSAGE_FAILURES, "kind" => failure_kind_name(f.kind))
                     .increment(1);
             }
+        }
+        OutcomeBody::Updated(u) => {
+            metrics::counter!(FLAGS_UPDATED).increment(u.flags_set);
+            metrics::counter!(EXPUNGED).increment(u.expunged);
         }
         OutcomeBody::Failed(f) => {
             metrics::counter!(TASK_FAILURES, "kind" => error_kind_name(f.kind)).increment(1);
@@ -292,6 +313,8 @@ mod tests {
         for name in [
             MESSAGES_COPIED,
             BYTES_COPIED,
+            FLAGS_UPDATED,
+            EXPUNGED,
             MESSAGE_FAILURES,
             TASK_FAILURES,
             TASKS,

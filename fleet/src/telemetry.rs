@@ -141,6 +141,7 @@ pub fn target_folder(body: &TaskBody) -> Option<&str> {
     match body {
         TaskBody::Inventory(t) => t.target_raw.as_deref(),
         TaskBody::CopyBatch(t) => Some(&t.target_raw),
+        TaskBody::UpdateTarget(t) => Some(&t.target_raw),
         _ => None,
     }
 }
