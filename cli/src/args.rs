@@ -248,7 +248,15 @@ pub struct MigrateArgs {
     /// this tool appended and recorded; never other mail; needs UIDPLUS on the target).
     #[arg(long, env = "MAILFERRY_DELETE_PROPAGATION")]
     pub delete_propagation: bool,
+    /// Bytes each target account may receive per UTC day (K, M, G suffixes; `0`: no limit;
+    /// `--provider gmail`: 500000000, Gmail's upload limit). A mailbox that reaches it stops
+    /// for the day, says so (exit code 9), and continues on the next run or sync.
+    #[arg(long, env = "MAILFERRY_DAILY_UPLOAD_BUDGET", value_name = "SIZE")]
+    pub daily_upload_budget: Option<String>,
 }
+
+/// Gmail's documented IMAP upload limit per account and day.
+pub const GMAIL_DAILY_UPLOAD: u64 = 500_000_000;
 
 /// One side, validated.
 pub struct Side {
@@ -306,6 +314,16 @@ use mailferry_coordinator::options::parse_interval;
 use mailferry_coordinator::reconcile::SyncOptions;
 
 impl MigrateArgs {
+    /// The daily upload budget in bytes (0: none): the flag, else Gmail's limit with
+    /// `--provider gmail`. An unreadable flag reads as 0 here; `settings` reports it.
+    pub fn daily_upload_budget(&self) -> u64 {
+        match &self.daily_upload_budget {
+            Some(v) => parse_size(v).unwrap_or(0),
+            None if self.common.provider == Some(Provider::Gmail) => GMAIL_DAILY_UPLOAD,
+            None => 0,
+        }
+    }
+
     /// Validates everything, collecting every problem (the shared flags' and migrate's own).
     pub fn settings(&self, env: &dyn SecretEnv) -> Result<Settings, Vec<String>> {
         let mut errors = Vec::new();
@@ -325,6 +343,21 @@ impl MigrateArgs {
         {
             errors.push("--since must be earlier than --before".into());
         }
+        let budget = match self.daily_upload_budget.as_deref().map(parse_size) {
+            Some(None) => {
+                errors.push(format!(
+                    "--daily-upload-budget {:?} is not a size: write e.g. 500M or 2G",
+                    self.daily_upload_budget.as_deref().unwrap_or_default()
+                ));
+                0
+            }
+            _ => self.daily_upload_budget(),
+        };
+        if budget > 0 && budget < mailferry_coordinator::options::MIN_DAILY_UPLOAD_BUDGET {
+            errors.push(format!(
+                "--daily-upload-budget {budget} is too small: at least 64K, or 0 for no limit"
+            ));
+        }
         let sync_every = match &self.sync_every {
             None => None,
             Some(v) => parse_interval(v).unwrap_or_else(|e| {
@@ -341,6 +374,7 @@ impl MigrateArgs {
                     delete_propagation: self.delete_propagation,
                 };
                 s.sync_every = sync_every;
+                s.plan.daily_upload_budget = (budget > 0).then_some(budget);
                 Ok(s)
             }
             Ok(_) => Err(errors),

@@ -70,9 +70,9 @@ pub struct CtlArgs {
 pub enum CtlCommand {
     /// Create a migration from `migrate`'s flags (or --batch FILE) and start its first pass;
     /// prints its id.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Add mailbox pairs (the flags of `migrate`, or --batch FILE) to a migration; they start at once.
-    AddPairs(AddPairsArgs),
+    AddPairs(Box<AddPairsArgs>),
     /// Show a migration and its totals.
     Get(IdArg),
     /// Show every pair of a migration with its summary.
@@ -200,8 +200,8 @@ async fn execute(
     };
     let json = args.json;
     match args.command {
-        CtlCommand::Create(a) => create(a, env, connect, json).await,
-        CtlCommand::AddPairs(a) => add_pairs(a, env, connect, json).await,
+        CtlCommand::Create(a) => create(*a, env, connect, json).await,
+        CtlCommand::AddPairs(a) => add_pairs(*a, env, connect, json).await,
         CtlCommand::Get(IdArg { id }) => {
             let mut s = connect.open().await?;
             let mut c = s.client.clone();

@@ -119,6 +119,7 @@ fn code_for_status(status: PairStatus) -> i32 {
         PairStatus::ConnectFailed => exit::CONNECT,
         PairStatus::Failed => exit::FATAL,
         PairStatus::Interrupted => exit::INTERRUPTED,
+        PairStatus::Deferred => exit::DEFERRED,
     }
 }
 
@@ -348,14 +349,23 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
         if *stop.borrow() {
             return code;
         }
-        let next = Utc::now() + chrono::Duration::from_std(every).unwrap_or_default();
+        let now = Utc::now();
+        let next =
+            mailferry_coordinator::schedule::next_sync(now, Some(every), code == exit::DEFERRED)
+                .unwrap_or(now);
         eprintln!(
-            "pass {passes} done; next sync at {} (every {}); Ctrl-C to stop",
+            "pass {passes} done; next sync at {} (every {}{}); Ctrl-C to stop",
             next.format("%Y-%m-%d %H:%M:%S UTC"),
-            output::duration_text(every)
+            output::duration_text(every),
+            if code == exit::DEFERRED {
+                ", or when the daily upload budget renews"
+            } else {
+                ""
+            }
         );
+        let wait = (next - now).to_std().unwrap_or_default();
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stopped(stop.clone()) => return code,
         }
     }
@@ -407,7 +417,7 @@ async fn pass(
         if let Some(e) = &summary.error {
             eprintln!("error: {e}");
         }
-        code = code.max(code_for_status(summary.status));
+        code = exit::worst([code, code_for_status(summary.status)]);
         if !args.common.json {
             print!("{}", output::summary_text(summary));
         }

@@ -31,8 +31,30 @@ pub mod exit {
     pub const CONNECT: i32 = 5;
     /// Other fatal error.
     pub const FATAL: i32 = 6;
+    /// Finished for today: some mail waits for the target's daily upload budget (given only
+    /// when nothing worse happened).
+    pub const DEFERRED: i32 = 9;
     /// Interrupted.
     pub const INTERRUPTED: i32 = 130;
+
+    /// The exit code of several outcomes: the worst, where a deferral counts only when all
+    /// else went well.
+    pub fn worst(codes: impl IntoIterator<Item = i32>) -> i32 {
+        let mut deferred = false;
+        let mut worst = OK;
+        for c in codes {
+            if c == DEFERRED {
+                deferred = true;
+            } else {
+                worst = worst.max(c);
+            }
+        }
+        if worst == OK && deferred {
+            DEFERRED
+        } else {
+            worst
+        }
+    }
 }
 
 fn main() {

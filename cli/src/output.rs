@@ -100,6 +100,7 @@ pub fn summary_text(s: &PairSummary) -> String {
         PairStatus::ConnectFailed => "could not connect",
         PairStatus::Failed => "failed",
         PairStatus::Interrupted => "interrupted",
+        PairStatus::Deferred => "waiting for the next day's upload budget",
     };
     let _ = writeln!(
         o,
@@ -134,6 +135,13 @@ pub fn summary_text(s: &PairSummary) -> String {
     let _ = writeln!(o, "  failed: {}", s.failed);
     if s.flags_updated > 0 {
         let _ = writeln!(o, "  flags updated to the source's: {}", s.flags_updated);
+    }
+    if s.deferred > 0 {
+        let _ = writeln!(
+            o,
+            "  left for the next day (daily upload budget spent): {}",
+            s.deferred
+        );
     }
     if s.expunged > 0 {
         let _ = writeln!(o, "  removed because deleted on the source: {}", s.expunged);

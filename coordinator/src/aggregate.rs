@@ -51,6 +51,7 @@ impl PairTally {
                 failed: 0,
                 flags_updated: 0,
                 expunged: 0,
+                deferred: 0,
                 throttled_secs: 0.0,
                 failures: Vec::new(),
                 warnings: Vec::new(),
@@ -169,9 +170,22 @@ impl PairTally {
         for w in &res.warnings {
             self.warn(w.clone());
         }
-        if failed > 0 {
+        self.summary.deferred += res.deferred.len() as u64;
+        // A folder with mail left for later must be looked at again by the next pass.
+        if failed > 0 || !res.deferred.is_empty() {
             self.failed_folders.insert(batch.target_raw.clone());
         }
+    }
+
+    /// A batch not sent because its chain waits for the next day's upload budget.
+    pub fn defer_batch(&mut self, batch: &CopyBatchTask) {
+        self.summary.deferred += batch.items.len() as u64;
+        self.failed_folders.insert(batch.target_raw.clone());
+    }
+
+    /// Whether some mail waits for the next day's upload budget.
+    pub fn has_deferred(&self) -> bool {
+        self.summary.deferred > 0
     }
 
     fn fail_items(&mut self, batch: &CopyBatchTask, kind: FailureKind, reason: &str) {
@@ -329,6 +343,14 @@ impl PairTally {
         }
         if self.summary.status == PairStatus::Completed && self.summary.failed > 0 {
             self.summary.status = PairStatus::CompletedWithFailures;
+        }
+        if self.summary.deferred > 0
+            && matches!(
+                self.summary.status,
+                PairStatus::Completed | PairStatus::CompletedWithFailures
+            )
+        {
+            self.summary.status = PairStatus::Deferred;
         }
         self.summary.finished_at = Utc::now();
         self.summary.duration_secs = self.started.elapsed().as_secs_f64();

@@ -151,6 +151,8 @@ pub struct Totals {
     pub flags_updated: u64,
     /// Copies expunged.
     pub expunged: u64,
+    /// Messages waiting for the daily upload budget.
+    pub deferred: u64,
 }
 
 impl Totals {
@@ -166,6 +168,7 @@ impl Totals {
             failed: s.failed,
             flags_updated: s.flags_updated,
             expunged: s.expunged,
+            deferred: s.deferred,
         }
     }
 
@@ -180,6 +183,7 @@ impl Totals {
         self.failed += o.failed;
         self.flags_updated += o.flags_updated;
         self.expunged += o.expunged;
+        self.deferred += o.deferred;
     }
 }
 
@@ -1444,13 +1448,23 @@ impl Inner {
                 }
             }
         }
-        // An idle migration syncs again one interval after this pass (unless syncing is off).
+        // An idle migration syncs again one interval after this pass (unless syncing is off),
+        // and mail deferred by a daily upload budget goes on the next UTC day either way.
         let now = self.clock.now();
-        let next_sync = (next == MigrationState::Idle)
-            .then(|| rec.options.validate("options").ok()?.sync_interval)
-            .flatten()
-            .and_then(|every| chrono::Duration::from_std(every).ok())
-            .map(|every| now + every);
+        let deferred = live.summaries.lock().is_ok_and(|s| {
+            s.values()
+                .any(|v| v.pass == rec.passes && v.summary.status == PairStatus::Deferred)
+        });
+        let next_sync = if next == MigrationState::Idle {
+            let every = rec
+                .options
+                .validate("options")
+                .ok()
+                .and_then(|v| v.sync_interval);
+            crate::schedule::next_sync(now, every, deferred)
+        } else {
+            None
+        };
         live.update(|r| {
             r.state = next;
             r.after_pass = None;

@@ -431,6 +431,15 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                     bytes,
                 );
                 run.tally.add_copy(batch, &res);
+                if !res.deferred.is_empty()
+                    && let Some(chain) = run.chains.get_mut(&batch.target_raw)
+                {
+                    // The target account's budget for today is spent: the rest of the chain
+                    // waits for the next pass after midnight UTC (flag updates still run).
+                    for b in chain.batches.drain(..) {
+                        run.tally.defer_batch(&b);
+                    }
+                }
                 self.next_batch(run, &batch.target_raw, !res.failed.is_empty())
                     .await;
             }
@@ -969,6 +978,7 @@ mod tests {
                             .collect(),
                         failed: vec![],
                         warnings: vec![],
+                        deferred: vec![],
                     }))
                 }
                 TaskBody::UpdateTarget(_) => OutcomeBody::Updated(Default::default()),

@@ -58,7 +58,13 @@ pub struct OptionsSpec {
     /// empty: the default, 3 h).
     #[serde(default)]
     pub sync_interval: String,
+    /// `--daily-upload-budget` in bytes per target account and UTC day (0: none).
+    #[serde(default)]
+    pub daily_upload_budget: u64,
 }
+
+/// Smallest daily upload budget (below it, a budget is a typo more likely than a wish).
+pub const MIN_DAILY_UPLOAD_BUDGET: u64 = 64 << 10;
 
 /// Time between automatic syncs when a migration does not say.
 pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(3 * 3600);
@@ -233,6 +239,15 @@ impl OptionsSpec {
             err("sync_interval".into(), e);
             None
         });
+        if self.daily_upload_budget > 0 && self.daily_upload_budget < MIN_DAILY_UPLOAD_BUDGET {
+            err(
+                "daily_upload_budget".into(),
+                format!(
+                    "{} bytes is too small: at least {MIN_DAILY_UPLOAD_BUDGET} (64 KiB), or 0 for no limit",
+                    self.daily_upload_budget
+                ),
+            );
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -253,6 +268,8 @@ impl OptionsSpec {
                 before,
                 batch_messages,
                 batch_bytes,
+                daily_upload_budget: (self.daily_upload_budget > 0)
+                    .then_some(self.daily_upload_budget),
             },
             dry_run: self.dry_run,
             sync: SyncOptions {

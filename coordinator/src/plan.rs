@@ -28,6 +28,9 @@ pub struct PlanOptions {
     pub batch_messages: usize,
     /// Bytes per batch.
     pub batch_bytes: u64,
+    /// Bytes each target account may receive per UTC day (`None`: no limit). Not part of the
+    /// fingerprint: it decides when mail is copied, not what.
+    pub daily_upload_budget: Option<u64>,
 }
 
 impl Default for PlanOptions {
@@ -39,6 +42,7 @@ impl Default for PlanOptions {
             before: None,
             batch_messages: 500,
             batch_bytes: 64 << 20,
+            daily_upload_budget: None,
         }
     }
 }
@@ -130,6 +134,7 @@ pub fn plan_chain(
                     src_uidvalidity: folder.uidvalidity,
                     items: std::mem::take(items),
                     seq: u32::try_from(batches.len()).unwrap_or(u32::MAX),
+                    daily_upload_budget: opts.daily_upload_budget,
                 });
                 *bytes = 0;
             };

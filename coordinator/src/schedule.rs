@@ -44,6 +44,32 @@ impl Clock {
     }
 }
 
+/// When mail deferred by a daily upload budget may go: one minute into the next UTC day.
+pub fn next_budget_day(now: DateTime<Utc>) -> DateTime<Utc> {
+    let tomorrow = now.date_naive() + chrono::Days::new(1);
+    tomorrow
+        .and_hms_opt(0, 1, 0)
+        .map(|t| t.and_utc())
+        .unwrap_or(now + chrono::Duration::days(1))
+}
+
+/// The next sync after a pass that ended `now`: one interval later (`None`: syncing is off),
+/// but no later than the next budget day when mail was deferred.
+pub fn next_sync(
+    now: DateTime<Utc>,
+    interval: Option<Duration>,
+    deferred: bool,
+) -> Option<DateTime<Utc>> {
+    let every = interval
+        .and_then(|i| chrono::Duration::from_std(i).ok())
+        .map(|i| now + i);
+    let budget = deferred.then(|| next_budget_day(now));
+    match (every, budget) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 #[derive(Default)]
 struct Due {
     /// (due, migration id), earliest first.
@@ -217,6 +243,28 @@ mod tests {
         assert_eq!(
             got,
             vec![("soon".to_string(), 11), ("late".to_string(), 180)]
+        );
+    }
+
+    #[test]
+    fn deferred_mail_goes_at_the_next_utc_day_unless_a_sync_comes_sooner() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let now = at("2026-11-26T22:30:00Z");
+        let three_h = Some(Duration::from_secs(3 * 3600));
+        assert_eq!(
+            next_sync(now, three_h, false),
+            Some(at("2026-11-27T01:30:00Z"))
+        );
+        assert_eq!(
+            next_sync(now, three_h, true),
+            Some(at("2026-11-27T00:01:00Z"))
+        );
+        assert_eq!(next_sync(now, None, true), Some(at("2026-11-27T00:01:00Z")));
+        assert_eq!(next_sync(now, None, false), None);
+        let one_h = Some(Duration::from_secs(3600));
+        assert_eq!(
+            next_sync(now, one_h, true),
+            Some(at("2026-11-26T23:30:00Z"))
         );
     }
 

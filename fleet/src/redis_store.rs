@@ -120,6 +120,37 @@ return n
     )
 });
 
+/// KEYS: one account's upload counter of one day. ARGV: bytes, limit. Counts the bytes unless
+/// the day's total would pass the limit; the counter outlives its day by a day.
+static SPEND_DAILY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], 172800)
+return 1
+",
+    )
+});
+
+/// KEYS: an upload counter. ARGV: bytes to give back (never below zero).
+static REFUND_DAILY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local left = used - tonumber(ARGV[1])
+if left < 0 then left = 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('SET', KEYS[1], left, 'KEEPTTL')
+end
+return left
+",
+    )
+});
+
 /// Lua shared by the slot scripts: Redis's clock in ms, and `int` as in [`EPOCH_LUA`].
 const NOW_LUA: &str = r"
 local function int(n) return string.format('%.0f', n) end
@@ -894,6 +925,34 @@ impl Store for RedisStore {
         }
         self.exec("release_slots", &pipe).await
     }
+
+    async fn spend_daily(
+        &self,
+        account: &str,
+        day: &str,
+        bytes: u64,
+        limit: u64,
+    ) -> Result<bool, StoreError> {
+        let key = keys::daily_upload(&self.ns, account, day);
+        let (bytes, limit) = (bytes.to_string(), limit.to_string());
+        let took: i64 = self
+            .invoke("spend_daily", &SPEND_DAILY, &[&key], &[&bytes, &limit])
+            .await?;
+        Ok(took == 1)
+    }
+
+    async fn refund_daily(&self, account: &str, day: &str, bytes: u64) -> Result<(), StoreError> {
+        let key = keys::daily_upload(&self.ns, account, day);
+        let _: i64 = self
+            .invoke(
+                "refund_daily",
+                &REFUND_DAILY,
+                &[&key],
+                &[&bytes.to_string()],
+            )
+            .await?;
+        Ok(())
+    }
 }
 
 /// A target UID from a sorted set score.
@@ -1320,6 +1379,73 @@ mod tests {
             .expect("acquire")
             .expect("the holder died: its slot expired");
         assert!(t2 > t1);
+    }
+
+    #[tokio::test]
+    async fn a_daily_upload_budget_is_shared_refunded_and_per_day() {
+        let ns = Namespace::new();
+        let store = ns.store().await;
+        let other = ns.store().await;
+        let acct = "u@gmail.com:993";
+        assert!(
+            store
+                .spend_daily(acct, "2026-11-26", 60, 100)
+                .await
+                .expect("spend")
+        );
+        // Another worker of the fleet sees the same counter.
+        assert!(
+            !other
+                .spend_daily(acct, "2026-11-26", 50, 100)
+                .await
+                .expect("spend")
+        );
+        assert!(
+            other
+                .spend_daily(acct, "2026-11-26", 40, 100)
+                .await
+                .expect("spend")
+        );
+        assert!(
+            !store
+                .spend_daily(acct, "2026-11-26", 1, 100)
+                .await
+                .expect("spend")
+        );
+        store
+            .refund_daily(acct, "2026-11-26", 30)
+            .await
+            .expect("refund");
+        assert!(
+            store
+                .spend_daily(acct, "2026-11-26", 30, 100)
+                .await
+                .expect("spend")
+        );
+        // The next day and another account start from zero.
+        assert!(
+            store
+                .spend_daily(acct, "2026-11-27", 100, 100)
+                .await
+                .expect("spend")
+        );
+        assert!(
+            store
+                .spend_daily("v@x:993", "2026-11-26", 100, 100)
+                .await
+                .expect("spend")
+        );
+        // A refund never goes below zero, and of a day never spent creates nothing.
+        store
+            .refund_daily(acct, "2026-11-28", 500)
+            .await
+            .expect("refund");
+        assert!(
+            !store
+                .spend_daily(acct, "2026-11-28", 101, 100)
+                .await
+                .expect("spend")
+        );
     }
 
     #[tokio::test]

@@ -219,6 +219,24 @@ pub trait Store: Clone + Send + Sync + 'static {
         sets: &[String],
         token: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Counts `bytes` against a target account's upload budget of one UTC day (`YYYY-MM-DD`),
+    /// unless that would exceed `limit`: then nothing is counted and the answer is false.
+    fn spend_daily(
+        &self,
+        account: &str,
+        day: &str,
+        bytes: u64,
+        limit: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives back bytes counted by [`Store::spend_daily`] that were not sent after all.
+    fn refund_daily(
+        &self,
+        account: &str,
+        day: &str,
+        bytes: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// The embedded store: one SQLite file in the state directory.
@@ -231,6 +249,10 @@ pub struct SqliteStore {
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS daily_upload (
+    account TEXT NOT NULL, day TEXT NOT NULL, bytes INTEGER NOT NULL,
+    PRIMARY KEY (account, day)
+);
 CREATE TABLE IF NOT EXISTS copy_entry (
     pair TEXT NOT NULL, dst_folder TEXT NOT NULL, dst_uidvalidity INTEGER NOT NULL,
     src_folder TEXT NOT NULL, src_uidvalidity INTEGER NOT NULL, src_uid INTEGER NOT NULL,
@@ -695,6 +717,58 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn spend_daily(
+        &self,
+        account: &str,
+        day: &str,
+        bytes: u64,
+        limit: u64,
+    ) -> Result<bool, StoreError> {
+        let (account, day) = (account.to_owned(), day.to_owned());
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let used: i64 = tx
+                .query_row(
+                    "SELECT bytes FROM daily_upload WHERE account = ?1 AND day = ?2",
+                    params![account, day],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            if used.saturating_add(bytes) > limit {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO daily_upload (account, day, bytes) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account, day) DO UPDATE SET bytes = bytes + excluded.bytes",
+                params![account, day, bytes],
+            )?;
+            // Older days are never read again.
+            tx.execute(
+                "DELETE FROM daily_upload WHERE account = ?1 AND day < ?2",
+                params![account, day],
+            )?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn refund_daily(&self, account: &str, day: &str, bytes: u64) -> Result<(), StoreError> {
+        let (account, day) = (account.to_owned(), day.to_owned());
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE daily_upload SET bytes = MAX(0, bytes - ?3) WHERE account = ?1 AND day = ?2",
+                params![account, day, bytes],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
@@ -932,6 +1006,52 @@ mod tests {
                 .unwrap(),
             None,
             "a live holder's slot is not"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_daily_upload_budget_counts_refunds_and_renews_each_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let acct = "u@gmail.com:993";
+        assert!(
+            store
+                .spend_daily(acct, "2026-11-26", 60, 100)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .spend_daily(acct, "2026-11-26", 50, 100)
+                .await
+                .unwrap()
+        );
+        store.refund_daily(acct, "2026-11-26", 20).await.unwrap();
+        assert!(
+            store
+                .spend_daily(acct, "2026-11-26", 50, 100)
+                .await
+                .unwrap()
+        );
+        // The count survives a restart of the process (the state directory).
+        let reopened = SqliteStore::open(dir.path()).unwrap();
+        assert!(
+            !reopened
+                .spend_daily(acct, "2026-11-26", 11, 100)
+                .await
+                .unwrap()
+        );
+        assert!(
+            reopened
+                .spend_daily(acct, "2026-11-27", 100, 100)
+                .await
+                .unwrap()
+        );
+        assert!(
+            reopened
+                .spend_daily("v@x:993", "2026-11-27", 100, 100)
+                .await
+                .unwrap()
         );
     }
 

@@ -25,6 +25,7 @@
 //! | `<ns>:pair:{<pair>}:done-keys`             | [`pair_done_keys`]     | set        | the pair's `done` and `done-by-dst` keys        |
 //! | `<ns>:pair:{<pair>}:watermarks`            | [`watermark`]          | hash       | target folder (raw name) → watermark (JSON)     |
 //! | `<ns>:dead-letters`                        | [`dead_letters`]       | hash       | dead letter id → dead letter (JSON)             |
+//! | `<ns>:upload:<account>:<day>`              | [`daily_upload`]       | string     | bytes sent to a target account that UTC day     |
 //! | `<ns>:dead-letter-id`                      | [`dead_letter_counter`]| string     | the last dead letter id issued (INCR)           |
 //!
 //! `<folder>` is the target folder, `<uv>` a UIDVALIDITY in decimal, `<side>` `source` or `target`.
@@ -145,6 +146,12 @@ pub fn pair_done_keys(ns: &str, pair_id: &str) -> String {
 /// A pair's folder watermarks (one hash field per target folder).
 pub fn watermark(ns: &str, pair_id: &str) -> String {
     format!("{}watermarks", pair_prefix(ns, pair_id))
+}
+
+/// Bytes sent to one target account (`user@host:port`) on one UTC day (`YYYY-MM-DD`); expires
+/// two days later.
+pub fn daily_upload(ns: &str, account: &str, day: &str) -> String {
+    format!("{ns}:upload:{}:{}", segment(account), segment(day))
 }
 
 /// Dead letters by id.

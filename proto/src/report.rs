@@ -48,6 +48,8 @@ pub enum WarningCode {
     FlagsNotSynced,
     /// Deletions on the source were not propagated: the target lacks UIDPLUS.
     DeletionsNotPropagated,
+    /// The target account's daily upload budget was reached; the rest waits for the next day.
+    DailyBudgetReached,
     /// Anything else.
     Other,
 }
@@ -188,6 +190,9 @@ pub enum PairStatus {
     Failed,
     /// Interrupted by the user.
     Interrupted,
+    /// Some mail waits for the target account's daily upload budget; the next sync after
+    /// 00:00 UTC continues.
+    Deferred,
 }
 
 /// Per-folder figures of a migration.
@@ -244,6 +249,9 @@ pub struct PairSummary {
     /// Copies expunged because their source message was deleted (`delete_propagation`).
     #[serde(default)]
     pub expunged: u64,
+    /// Messages left for the next day: the target account's daily upload budget was reached.
+    #[serde(default)]
+    pub deferred: u64,
     /// Seconds spent waiting because a server asked to slow down (throttling, back-off hints).
     pub throttled_secs: f64,
     /// Each failure.

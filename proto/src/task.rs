@@ -206,6 +206,9 @@ pub struct CopyBatchTask {
     pub items: Vec<BatchItem>,
     /// Index of this batch in its chain.
     pub seq: u32,
+    /// Bytes the target account may receive per UTC day, across the fleet (`None`: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_upload_budget: Option<u64>,
 }
 
 /// What came back from a worker.
@@ -450,6 +453,10 @@ pub struct CopyResult {
     pub failed: Vec<MessageFailure>,
     /// Things the user should know.
     pub warnings: Vec<Warning>,
+    /// Source UIDs not sent because the target account's daily upload budget is spent; the
+    /// rest of the chain waits for the next day.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deferred: Vec<u32>,
 }
 
 /// Whether two flag lists name the same flags: IMAP flags are case-insensitive, and `\Recent`

@@ -286,3 +286,58 @@ async fn sync_every_keeps_the_target_in_sync_until_interrupted() {
         .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daily_upload_budget_defers_the_rest_without_loss_or_duplicates() {
+    let pair = Pair::new("budget");
+    let mut g = Fixtures::new(9_005);
+    // Ten 30 KB messages against a 100 KiB daily budget: three fit each day.
+    let inbox: Vec<Fixture> = (0..10).map(|_| g.big(30 * 1024)).collect();
+    seed(&pair.src, "INBOX", &inbox).await;
+    let map = [("INBOX", "INBOX")];
+    let state = pair.state.path().to_string_lossy().into_owned();
+    let run = async |state: &str| {
+        run_migrate(
+            &pair.src,
+            &pair.dst,
+            &["--state", state, "--daily-upload-budget", "100K"],
+        )
+        .await
+        .unwrap()
+    };
+    let out = run(&state).await;
+    assert_eq!(out.code, 9, "deferred mail exits with 9\n{out}");
+    assert_eq!(out.str("status"), "deferred", "{out}");
+    assert_eq!(out.u64("messages_copied"), 3, "{out}");
+    assert_eq!(out.u64("deferred"), 7, "{out}");
+    assert!(
+        out.json()["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["code"] == "daily_budget_reached"),
+        "{out}"
+    );
+    // The same day again: the budget is spent, nothing more goes.
+    let out = run(&state).await;
+    assert_eq!(out.code, 9, "{out}");
+    assert_eq!(out.u64("messages_copied"), 0, "{out}");
+    assert_eq!(out.u64("deferred"), 7, "{out}");
+    assert_eq!(pair.target().await.count("INBOX"), 3);
+    // Each "next day" (a state directory whose budget is fresh) takes three more, and the
+    // last one completes the mailbox: nothing lost, nothing twice.
+    let mut days = 0;
+    loop {
+        days += 1;
+        let fresh = tempfile::tempdir().unwrap();
+        let out = run(&fresh.path().to_string_lossy()).await;
+        if out.code == 0 {
+            assert_eq!(out.u64("deferred"), 0, "{out}");
+            break;
+        }
+        assert_eq!(out.code, 9, "{out}");
+        assert!(days < 5, "the budget never let the rest through\n{out}");
+    }
+    assert_eq!(days, 3);
+    pair.assert_exact(&pair.source().await, &pair.target().await, &map);
+}

@@ -63,6 +63,7 @@ pub fn migration(m: &Migration) -> Value {
         "pass_finished_at": time(m.pass_finished_at.as_ref()),
         "options": m.options.as_ref().map(options),
         "request_id": m.request_id,
+        "next_sync_at": time(m.next_sync_at.as_ref()),
     })
 }
 
@@ -77,6 +78,9 @@ pub fn totals(t: &Totals) -> Value {
         "already_present": t.already_present,
         "excluded": t.excluded,
         "failed": t.failed,
+        "flags_updated": t.flags_updated,
+        "expunged": t.expunged,
+        "deferred": t.deferred,
     })
 }
 
@@ -101,6 +105,10 @@ pub fn options(o: &MigrationOptions) -> Value {
         "batch_messages": o.batch_messages,
         "batch_bytes": o.batch_bytes,
         "dry_run": o.dry_run,
+        "sync_interval": o.sync_interval,
+        "full_flag_sync": o.full_flag_sync,
+        "delete_propagation": o.delete_propagation,
+        "daily_upload_budget": o.daily_upload_budget,
     })
 }
 

@@ -147,6 +147,7 @@ pub fn options(m: &MigrateArgs) -> MigrationOptions {
         sync_interval: m.sync_every.clone().unwrap_or_default(),
         full_flag_sync: m.full_flag_sync,
         delete_propagation: m.delete_propagation,
+        daily_upload_budget: m.daily_upload_budget(),
     }
 }
 

@@ -44,6 +44,9 @@ pub fn migration(m: &Migration) -> String {
         m.pairs, m.pairs_finished, m.pairs_failed
     );
     totals(&mut o, &t);
+    if let Some(at) = m.next_sync_at.as_ref() {
+        let _ = writeln!(o, "  next sync: {}", when(Some(at)));
+    }
     if m.options.as_ref().is_some_and(|o| o.dry_run) {
         let _ = writeln!(o, "  dry run: nothing is changed on the targets");
     }
@@ -66,6 +69,19 @@ fn totals(o: &mut String, t: &Totals) {
     let _ = writeln!(o, "  already on the target: {}", t.already_present);
     let _ = writeln!(o, "  left out by options: {}", t.excluded);
     let _ = writeln!(o, "  failed: {}", t.failed);
+    if t.flags_updated > 0 {
+        let _ = writeln!(o, "  flags updated to the source's: {}", t.flags_updated);
+    }
+    if t.expunged > 0 {
+        let _ = writeln!(o, "  removed because deleted on the source: {}", t.expunged);
+    }
+    if t.deferred > 0 {
+        let _ = writeln!(
+            o,
+            "  left for the next day (daily upload budget spent): {}",
+            t.deferred
+        );
+    }
 }
 
 /// A table of migrations, one line each.

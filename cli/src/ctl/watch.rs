@@ -25,6 +25,7 @@ pub fn pair_code(status: i32) -> i32 {
         Ok(PairStatus::CompletedWithFailures) => exit::FAILURES,
         Ok(PairStatus::AuthFailed) => exit::AUTH,
         Ok(PairStatus::ConnectFailed) => exit::CONNECT,
+        Ok(PairStatus::Deferred) => exit::DEFERRED,
         // Interrupted or still pending after the pass ended: the migration was paused or
         // cancelled. Not a Ctrl-C of ours, so not 130.
         _ => exit::FATAL,
@@ -33,11 +34,7 @@ pub fn pair_code(status: i32) -> i32 {
 
 /// The exit code of a pass: the worst of its pairs.
 pub fn pass_code(pairs: &[Pair]) -> i32 {
-    pairs
-        .iter()
-        .map(|p| pair_code(p.status))
-        .max()
-        .unwrap_or(exit::OK)
+    exit::worst(pairs.iter().map(|p| pair_code(p.status)))
 }
 
 /// Watches migration `id`; returns the exit code of its pass.
@@ -186,7 +183,9 @@ mod tests {
     #[test]
     fn a_pass_exits_with_its_worst_pair() {
         use PairStatus::*;
-        let table: [(&[PairStatus], i32); 8] = [
+        let table: [(&[PairStatus], i32); 10] = [
+            (&[Completed, Deferred], 9),
+            (&[Deferred, CompletedWithFailures], 3),
             (&[], 0),
             (&[Completed, Completed], 0),
             (&[Completed, CompletedWithFailures], 3),

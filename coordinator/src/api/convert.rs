@@ -200,6 +200,7 @@ pub fn options(o: Option<&pb::MigrationOptions>) -> OptionsSpec {
         full_flag_sync: o.full_flag_sync,
         delete_propagation: o.delete_propagation,
         sync_interval: o.sync_interval.clone(),
+        daily_upload_budget: o.daily_upload_budget,
     }
 }
 
@@ -230,6 +231,7 @@ pub fn options_out(o: &OptionsSpec) -> pb::MigrationOptions {
         sync_interval: o.sync_interval.clone(),
         full_flag_sync: o.full_flag_sync,
         delete_propagation: o.delete_propagation,
+        daily_upload_budget: o.daily_upload_budget,
     }
 }
 
@@ -265,6 +267,7 @@ fn totals(t: &Totals) -> pb::Totals {
         failed: t.failed,
         flags_updated: t.flags_updated,
         expunged: t.expunged,
+        deferred: t.deferred,
     }
 }
 
@@ -309,6 +312,7 @@ fn pair_status(s: PairStatus) -> pb::PairStatus {
         PairStatus::ConnectFailed => pb::PairStatus::ConnectFailed,
         PairStatus::Failed => pb::PairStatus::Failed,
         PairStatus::Interrupted => pb::PairStatus::Interrupted,
+        PairStatus::Deferred => pb::PairStatus::Deferred,
     }
 }
 

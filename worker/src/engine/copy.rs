@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 
 use mailferry_fleet::{CredentialSource, EntryScope, Store, StoreError};
+use mailferry_proto::report::{Warning, WarningCode};
 use mailferry_proto::task::{
     BatchItem, CopiedMessage, CopyBatchTask, CopyResult, MessageFailure, Side,
 };
@@ -41,6 +42,7 @@ pub async fn run<S: Store, C: CredentialSource>(
         copied: Vec::new(),
         failed: Vec::new(),
         warnings: Vec::new(),
+        deferred: Vec::new(),
     };
     if task.items.is_empty() {
         return Ok(result);
@@ -171,11 +173,140 @@ async fn copy_locked<S: Store, C: CredentialSource>(
         .filter(|i| !present.contains_key(&i.uid))
         .cloned()
         .collect();
+    let (todo, spent) = match task.daily_upload_budget {
+        Some(limit) if !todo.is_empty() => {
+            spend_budget(engine, pair, task, todo, limit, result).await?
+        }
+        _ => (todo, None),
+    };
     if todo.is_empty() {
         engine.release(pair, dst);
         return Ok(());
     }
+    let copied = copy_todo(engine, pair, task, &scope, dst, todo, result).await;
+    if let Some(spent) = spent {
+        // Bytes counted for messages that were not sent after all go back to the budget.
+        let sent: HashSet<u32> = result.copied.iter().map(|c| c.src_uid).collect();
+        let unsent: u64 = spent
+            .items
+            .iter()
+            .filter(|(uid, _)| !sent.contains(uid))
+            .map(|(_, size)| size)
+            .sum();
+        if unsent > 0
+            && let Err(e) = engine
+                .store
+                .refund_daily(&spent.account, &spent.day, unsent)
+                .await
+        {
+            tracing::warn!("daily upload budget not refunded: {e}");
+        }
+    }
+    copied
+}
 
+/// What a batch counted against its target account's daily upload budget.
+struct Spent {
+    account: String,
+    day: String,
+    items: Vec<(u32, u64)>,
+}
+
+/// Counts the messages to send against the target account's daily upload budget, in order,
+/// until it is spent: those are sent; the rest are deferred to the next day (and a message
+/// larger than the whole budget fails, since no day would take it).
+async fn spend_budget<S: Store, C: CredentialSource>(
+    engine: &Engine<S, C>,
+    pair: &str,
+    task: &CopyBatchTask,
+    todo: Vec<BatchItem>,
+    limit: u64,
+    result: &mut CopyResult,
+) -> ImapResult<(Vec<BatchItem>, Option<Spent>)> {
+    let Some((endpoint, _)) = engine.creds.account(pair, Side::Target) else {
+        return Ok((todo, None));
+    };
+    let account = endpoint.display();
+    let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let (fits, too_large): (Vec<BatchItem>, Vec<BatchItem>) =
+        todo.into_iter().partition(|i| i.size <= limit);
+    for item in &too_large {
+        result.failed.push(failure(
+            task,
+            item,
+            FailureKind::TooLarge,
+            format!(
+                "the message ({} bytes) is larger than the daily upload budget of {account} ({limit} bytes), so no day could take it",
+                item.size
+            ),
+        ));
+    }
+    // The whole batch in one call when it fits, which is the common case.
+    let total: u64 = fits.iter().map(|i| i.size).sum();
+    let mut send = Vec::new();
+    if engine
+        .store
+        .spend_daily(&account, &day, total, limit)
+        .await
+        .map_err(store_err)?
+    {
+        send = fits;
+    } else {
+        let mut rest = fits.into_iter();
+        for item in rest.by_ref() {
+            if engine
+                .store
+                .spend_daily(&account, &day, item.size, limit)
+                .await
+                .map_err(store_err)?
+            {
+                send.push(item);
+            } else {
+                result.deferred.push(item.uid);
+                break;
+            }
+        }
+        result.deferred.extend(rest.map(|i| i.uid));
+        result.warnings.push(Warning {
+            code: WarningCode::DailyBudgetReached,
+            folder: Some(task.target.display_slash()),
+            message: format!(
+                "the daily upload budget of {account} ({}) is spent for {day} (UTC); the remaining messages wait for the next sync after midnight UTC",
+                human_bytes(limit)
+            ),
+        });
+    }
+    let items = send.iter().map(|i| (i.uid, i.size)).collect();
+    Ok((
+        send,
+        Some(Spent {
+            account,
+            day,
+            items,
+        }),
+    ))
+}
+
+fn human_bytes(n: u64) -> String {
+    if n >= 1 << 30 {
+        format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30))
+    } else if n >= 1 << 20 {
+        format!("{:.0} MiB", n as f64 / f64::from(1u32 << 20))
+    } else {
+        format!("{:.0} KiB", n as f64 / 1024.0)
+    }
+}
+
+/// Fetches `todo` from the source and appends it to the target.
+async fn copy_todo<S: Store, C: CredentialSource>(
+    engine: &Engine<S, C>,
+    pair: &str,
+    task: &CopyBatchTask,
+    scope: &EntryScope,
+    mut dst: crate::engine::slots::Session,
+    todo: Vec<BatchItem>,
+    result: &mut CopyResult,
+) -> ImapResult<()> {
     let mut src = engine.open(pair, Side::Source).await?;
     let src_sel = src.examine(&task.source.raw).await?;
     if src_sel.uidvalidity != task.src_uidvalidity {
@@ -186,7 +317,7 @@ async fn copy_locked<S: Store, C: CredentialSource>(
     }
     let (tx, rx) = mpsc::channel(4096);
     let producer = produce(engine, &mut src, &todo, tx);
-    let mut appender = Appender::new(engine, &mut dst, task, &scope, result);
+    let mut appender = Appender::new(engine, &mut dst, task, scope, result);
     let consumer = appender.consume(rx);
     let (p, c) = tokio::join!(producer, consumer);
     c?;
