@@ -135,26 +135,33 @@ fn options(workers: usize) -> FleetOptions {
 
 /// `ctl create --batch CSV` (plain IMAP on loopback); the new migration's id.
 async fn create(fleet: &Fleet, csv: &Path) -> String {
+    create_with(fleet, csv, &[]).await
+}
+
+/// `ctl create` of a CSV with `extra` flags (sync options).
+async fn create_with(fleet: &Fleet, csv: &Path, extra: &[&str]) -> String {
     let servers = TestServers::get();
     let src = format!("imap://127.0.0.1:{}", servers.ports(Side::Source).imap);
     let dst = format!("imap://127.0.0.1:{}", servers.ports(Side::Target).imap);
     let csv = csv.to_string_lossy();
-    let out = fleet
-        .ctl(&[
-            "create",
-            "--batch",
-            &csv,
-            "--src",
-            &src,
-            "--dst",
-            &dst,
-            "--src-tls",
-            "none",
-            "--dst-tls",
-            "none",
-            "--json",
-        ])
-        .await;
+    let args: Vec<&str> = [
+        "create",
+        "--batch",
+        &csv,
+        "--src",
+        &src,
+        "--dst",
+        &dst,
+        "--src-tls",
+        "none",
+        "--dst-tls",
+        "none",
+        "--json",
+    ]
+    .into_iter()
+    .chain(extra.iter().copied())
+    .collect();
+    let out = fleet.ctl(&args).await;
     assert_eq!(out.code, 0, "ctl create\n{out}");
     out.str("id").to_owned()
 }
@@ -176,6 +183,19 @@ async fn ctl_ok(fleet: &Fleet, subcommand: &str, id: &str) -> Output {
 /// The migration's state as `ctl get` reports it.
 async fn state(fleet: &Fleet, id: &str) -> String {
     ctl_ok(fleet, "get", id).await.str("state").to_owned()
+}
+
+/// Seconds from the end of the last pass to the next automatic sync (`None`: none is due).
+async fn next_sync_after_pass(fleet: &Fleet, id: &str) -> Option<i64> {
+    let got = ctl_ok(fleet, "get", id).await;
+    let at = |field: &str| {
+        got.json()[field]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    let next = at("next_sync_at")?;
+    let finished = at("pass_finished_at").unwrap_or_else(|| panic!("no pass_finished_at\n{got}"));
+    Some((next - finished).num_seconds())
 }
 
 /// `ctl pairs ID --json`: one row per pair.
@@ -414,7 +434,7 @@ fn logs_tail(fleet: &Fleet) -> String {
 /// memory (queue messages, Redis values, logs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_pairs_by_two_worker_processes_are_exact() {
-    let pairs = seeded_pairs("fleet20", 20, 20_000, 8, 4).await;
+    let mut pairs = seeded_pairs("fleet20", 20, 20_000, 8, 4).await;
     let env = FleetEnv::shared();
     let fleet = Fleet::start(&env, options(2)).await;
     let tap = QueueTap::bind(fleet.amqp_url(), fleet.namespace())
@@ -423,10 +443,16 @@ async fn twenty_pairs_by_two_worker_processes_are_exact() {
     let dir = tempfile::tempdir().unwrap();
     let csv = write_csv(dir.path(), "users.csv", &pairs);
 
-    let id = create(&fleet, &csv).await;
+    let id = create_with(
+        &fleet,
+        &csv,
+        &["--sync-every", "90m", "--delete-propagation"],
+    )
+    .await;
     let out = watch(&fleet, &id).await;
     assert_eq!(out.code, 0, "ctl watch {id}\n{out}");
     assert_exact(&pairs).await;
+    assert_eq!(next_sync_after_pass(&fleet, &id).await, Some(90 * 60));
 
     // The summary equals the target, pair by pair and in all.
     let rows = pair_rows(&fleet, &id).await;
@@ -456,6 +482,29 @@ async fn twenty_pairs_by_two_worker_processes_are_exact() {
     }
     let after = target_statuses(&pairs).await;
     assert_eq!(before, after, "the second pass changed a target");
+    assert_exact(&pairs).await;
+
+    // Mail in use between syncs: one source message deleted, one flagged. The workers keep
+    // no state: the sync finds the changes from the store's watermarks and entries alone.
+    let mut c = ImapClient::connect(&pairs[0].src).await.unwrap();
+    let uid = c.uids("INBOX").await.unwrap()[0];
+    c.expunge_uid("INBOX", uid).await.unwrap();
+    c.logout().await;
+    pairs[0].messages -= 1;
+    let mut c = ImapClient::connect(&pairs[1].src).await.unwrap();
+    let uid = c.uids("INBOX").await.unwrap()[0];
+    c.select("INBOX").await.unwrap();
+    c.command(&format!("UID STORE {uid} +FLAGS (\\Flagged $Sync)"))
+        .await
+        .unwrap();
+    c.logout().await;
+    ctl_ok(&fleet, "sync-now", &id).await;
+    let synced = watch(&fleet, &id).await;
+    assert_eq!(synced.code, 0, "ctl watch {id} after changes\n{synced}");
+    let m = &synced.json()["migration"];
+    assert_eq!(m["totals"]["messages_copied"], 0, "{m:#}");
+    assert_eq!(m["totals"]["flags_updated"], 1, "{m:#}");
+    assert_eq!(m["totals"]["expunged"], 1, "{m:#}");
     assert_exact(&pairs).await;
 
     // Secrets stayed in process memory.
@@ -740,6 +789,11 @@ async fn pause_resume_cancel_and_delete() {
         "ctl watch of a paused pass: 0 (all done) or 6 (interrupted)\n{out}\n{paused}"
     );
     assert_eq!(state(&fleet, &id).await, "paused");
+    assert_eq!(
+        next_sync_after_pass(&fleet, &id).await,
+        None,
+        "a paused migration has no sync due"
+    );
     let rows = pair_rows(&fleet, &id).await;
     let interrupted = rows.iter().filter(|r| r["status"] != "completed").count();
     for r in &rows {
@@ -758,6 +812,9 @@ async fn pause_resume_cancel_and_delete() {
     let out = watch(&fleet, &id).await;
     assert_eq!(out.code, 0, "ctl watch {id} after resume\n{out}");
     assert_exact(&pairs).await;
+    // Idle again: the next automatic sync is due one interval (the default, 3 h) after the pass.
+    assert_eq!(state(&fleet, &id).await, "idle");
+    assert_eq!(next_sync_after_pass(&fleet, &id).await, Some(3 * 3600));
     // What the first pass copied is found, not copied again.
     let rows = pair_rows(&fleet, &id).await;
     for p in &pairs {
@@ -776,6 +833,11 @@ async fn pause_resume_cancel_and_delete() {
     let out = watch(&fleet, &id).await;
     assert_eq!(out.code, 0, "ctl watch {id} after complete\n{out}");
     assert_eq!(state(&fleet, &id).await, "completed");
+    assert_eq!(
+        next_sync_after_pass(&fleet, &id).await,
+        None,
+        "a completed migration syncs no more"
+    );
     let keys = account_keys(&fleet, &format!("{ns}:pair:{{{id}.*"));
     assert!(keys.is_empty(), "credentials kept after complete: {keys:?}");
     assert_eq!(

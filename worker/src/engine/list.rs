@@ -21,6 +21,7 @@ pub async fn run<S: Store, C: CredentialSource>(
 ) -> ImapResult<ListResult> {
     let side = |side: Side, larger_than: Option<u64>| async move {
         let mut c = engine.open(pair, side).await?;
+        c.deselect().await?;
         let r = list_account(&mut c, task.with_sizes, larger_than).await?;
         engine.release(pair, c);
         Ok(r)

@@ -126,6 +126,9 @@ pub struct Connection {
     stash: Vec<Response>,
     /// Small writes gathered into one system call (pipelined commands of small messages).
     wbuf: Vec<u8>,
+    /// A folder is selected (or examined): set by SELECT and EXAMINE, cleared by
+    /// [`Connection::deselect`].
+    pub(crate) selected: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -175,6 +178,7 @@ impl Connection {
             capabilities: Vec::new(),
             stash: Vec::new(),
             wbuf: Vec::with_capacity(WBUF),
+            selected: false,
         };
         conn.greeting().await?;
         if ep.tls == TlsMode::Starttls {
@@ -495,6 +499,26 @@ impl Connection {
             ErrorKind::Protocol,
             format!("the server kept challenging AUTHENTICATE {mech}"),
         ))
+    }
+
+    /// Leaves the selected folder, if any, without expunging anything: UNSELECT (RFC 3691), or
+    /// where the server lacks it a NOOP, which at least brings the session's view up to date.
+    /// A pooled session still holding a folder may otherwise get that folder's STATUS as the
+    /// session last saw it (Dovecot does), and a sync would miss what changed since.
+    pub async fn deselect(&mut self) -> ImapResult<()> {
+        if !self.selected {
+            return Ok(());
+        }
+        let cmd = if self.has_capability("UNSELECT") {
+            "UNSELECT"
+        } else {
+            "NOOP"
+        };
+        // A NO or BAD changes nothing that matters here: no folder is selected afterwards, or
+        // the NOOP has refreshed the view.
+        self.run(cmd).await?;
+        self.selected = false;
+        Ok(())
     }
 
     /// Runs a simple command and waits for its completion.

@@ -225,6 +225,8 @@ impl Connection {
 
     async fn open_folder(&mut self, verb: &'static str, raw: &str) -> ImapResult<Selected> {
         let done = self.run_args(&[Arg::text(verb), astring(raw)]).await?;
+        // Even a refused SELECT leaves the previous folder deselected (RFC 3501 §6.3.1).
+        self.selected = done.status == Status::Ok;
         let done = check(self, done, &format!("opening folder {raw:?}"))?;
         let mut sel = Selected::default();
         let apply = |code: &Code, sel: &mut Selected| match code.name.as_str() {
