@@ -10,6 +10,7 @@ use mailferry_proto::task::{
 };
 
 use super::Engine;
+use crate::imap::ops::FolderTree;
 use crate::imap::{Connection, ImapResult};
 use crate::mailbox::name::decode_name;
 
@@ -50,9 +51,12 @@ pub async fn list_account(
     with_sizes: bool,
     larger_than: Option<u64>,
 ) -> ImapResult<AccountListing> {
-    let ns = conn.namespaces().await?;
-    let entries = conn.list(false).await?;
-    let subscribed: HashSet<String> = conn.list(true).await?.into_iter().map(|e| e.name).collect();
+    let FolderTree {
+        namespaces: ns,
+        entries,
+        subscribed,
+    } = conn.folder_tree().await?;
+    let subscribed: HashSet<String> = subscribed.into_iter().map(|e| e.name).collect();
     let (prefix, ns_delim) = ns.personal.clone().unwrap_or_default();
     let delimiter = ns_delim.or_else(|| entries.iter().find_map(|e| e.delimiter));
     let mut folders = Vec::new();
@@ -91,9 +95,19 @@ pub async fn list_account(
             sizes: None,
         });
     }
-    for f in folders.iter_mut().filter(|f| f.selectable) {
-        f.status = Some(conn.status(&f.raw).await?);
-        if with_sizes {
+    // One pipelined round of STATUS commands: an unchanged mailbox costs little more than its
+    // logins (issue "Keep in sync until cutover").
+    let raws: Vec<&str> = folders
+        .iter()
+        .filter(|f| f.selectable)
+        .map(|f| f.raw.as_str())
+        .collect();
+    let statuses = conn.statuses(&raws).await?;
+    for (f, st) in folders.iter_mut().filter(|f| f.selectable).zip(statuses) {
+        f.status = Some(st);
+    }
+    if with_sizes {
+        for f in folders.iter_mut().filter(|f| f.selectable) {
             f.sizes = Some(folder_sizes(conn, &f.raw, larger_than).await?);
         }
     }

@@ -8,7 +8,7 @@ use mailferry_proto::task::{FolderStatus, Quota};
 
 use super::conn::{Arg, Completion, Connection, astring};
 use super::error::ImapResult;
-use super::wire::{Code, Response, Status, Value};
+use super::wire::{self, Code, Response, Status, Value};
 
 /// A LIST (or LSUB) entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,75 +128,73 @@ fn parse_list(rest: &[Value]) -> Option<ListEntry> {
     })
 }
 
-impl Connection {
-    /// NAMESPACE (RFC 2342); without the capability, the personal namespace is `""` with the
-    /// delimiter LIST reports.
-    pub async fn namespaces(&mut self) -> ImapResult<Namespaces> {
-        if !self.has_capability("NAMESPACE") {
-            return Ok(Namespaces::default());
-        }
-        let done = self.run("NAMESPACE").await?;
-        let done = check(self, done, "NAMESPACE")?;
-        let mut ns = Namespaces::default();
-        for rest in done.data("NAMESPACE") {
-            let descr = |v: Option<&Value>| -> Vec<(String, Option<char>)> {
-                v.and_then(Value::as_list)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|d| {
-                        let l = d.as_list()?;
-                        Some((l.first()?.as_text()?, l.get(1).and_then(char_of)))
-                    })
-                    .collect()
-            };
-            ns.personal = descr(rest.first()).into_iter().next();
-            ns.others = descr(rest.get(1))
-                .into_iter()
-                .chain(descr(rest.get(2)))
-                .map(|(p, _)| p)
-                .collect();
-        }
-        Ok(ns)
-    }
+/// STATUS commands sent before the first answer is read. Bounded so that neither side's socket
+/// buffer can fill while the other waits (a mailbox may have thousands of folders).
+pub const STATUS_WINDOW: usize = 64;
 
-    /// `LIST "" "*"` (or LSUB).
-    pub async fn list(&mut self, lsub: bool) -> ImapResult<Vec<ListEntry>> {
-        let cmd = if lsub {
-            "LSUB \"\" \"*\""
-        } else {
-            "LIST \"\" \"*\""
-        };
-        let done = self.run(cmd).await?;
-        let done = check(self, done, if lsub { "LSUB" } else { "LIST" })?;
-        let want = if lsub { "LSUB" } else { "LIST" };
-        Ok(done
-            .untagged
-            .iter()
-            .filter_map(|r| {
-                let (kw, rest) = r.keyword()?;
-                (kw == want).then(|| parse_list(rest)).flatten()
-            })
-            .collect())
-    }
+const ZERO_STATUS: FolderStatus = FolderStatus {
+    messages: 0,
+    uidnext: 0,
+    uidvalidity: 0,
+    highestmodseq: None,
+};
 
-    /// STATUS of a folder.
-    pub async fn status(&mut self, raw: &str) -> ImapResult<FolderStatus> {
-        let items = if self.has_capability("CONDSTORE") {
-            " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
-        } else {
-            " (MESSAGES UIDNEXT UIDVALIDITY)"
+/// What NAMESPACE, LIST and LSUB report, asked together by [`Connection::folder_tree`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FolderTree {
+    /// NAMESPACE (the default without the capability).
+    pub namespaces: Namespaces,
+    /// `LIST "" "*"`.
+    pub entries: Vec<ListEntry>,
+    /// `LSUB "" "*"`.
+    pub subscribed: Vec<ListEntry>,
+}
+
+fn list_command(lsub: bool) -> &'static str {
+    match lsub {
+        true => "LSUB \"\" \"*\"",
+        false => "LIST \"\" \"*\"",
+    }
+}
+
+fn list_kind(lsub: bool) -> &'static str {
+    if lsub { "LSUB" } else { "LIST" }
+}
+
+fn parse_list_entries(done: &Completion, lsub: bool) -> Vec<ListEntry> {
+    done.data(list_kind(lsub)).filter_map(parse_list).collect()
+}
+
+fn parse_namespaces(done: &Completion) -> Namespaces {
+    let mut ns = Namespaces::default();
+    for rest in done.data("NAMESPACE") {
+        let descr = |v: Option<&Value>| -> Vec<(String, Option<char>)> {
+            v.and_then(Value::as_list)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|d| {
+                    let l = d.as_list()?;
+                    Some((l.first()?.as_text()?, l.get(1).and_then(char_of)))
+                })
+                .collect()
         };
-        let done = self
-            .run_args(&[Arg::text("STATUS "), astring(raw), Arg::text(items)])
-            .await?;
-        let done = check(self, done, &format!("STATUS of folder {raw:?}"))?;
-        let mut st = FolderStatus {
-            messages: 0,
-            uidnext: 0,
-            uidvalidity: 0,
-            highestmodseq: None,
-        };
-        for rest in done.data("STATUS") {
+        ns.personal = descr(rest.first()).into_iter().next();
+        ns.others = descr(rest.get(1))
+            .into_iter()
+            .chain(descr(rest.get(2)))
+            .map(|(p, _)| p)
+            .collect();
+    }
+    ns
+}
+
+/// The `* STATUS name (items)` responses of one command, with the folder name each reports.
+type StatusAnswers = Vec<(Option<String>, FolderStatus)>;
+
+fn parse_statuses(done: &Completion) -> StatusAnswers {
+    done.data("STATUS")
+        .map(|rest| {
+            let mut st = ZERO_STATUS;
             let items = rest.get(1).and_then(Value::as_list).unwrap_or_default();
             for pair in items.chunks(2) {
                 let (Some(k), Some(v)) = (
@@ -214,8 +212,138 @@ impl Connection {
                     _ => {}
                 }
             }
+            (rest.first().and_then(Value::as_text), st)
+        })
+        .collect()
+}
+
+/// Pairs pipelined STATUS answers with the folders asked. A server may run pipelined commands
+/// at once (RFC 3501 §5.5), so an untagged answer is matched by the name it reports, wherever
+/// it arrived; a lone answer under its own command counts even if the server spelled the name
+/// differently. Without any answer the figures are zero, as for a single STATUS.
+fn match_statuses(raws: &[&str], answers: &[StatusAnswers]) -> Vec<FolderStatus> {
+    raws.iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let by_name = |a: &StatusAnswers| {
+                a.iter()
+                    .find(|(n, _)| n.as_deref() == Some(*raw))
+                    .map(|(_, s)| *s)
+            };
+            let own = answers.get(i);
+            own.and_then(by_name)
+                .or_else(|| answers.iter().find_map(by_name))
+                .or_else(|| match own.map(Vec::as_slice) {
+                    Some([(_, s)]) => Some(*s),
+                    _ => None,
+                })
+                .unwrap_or(ZERO_STATUS)
+        })
+        .collect()
+}
+
+impl Connection {
+    /// NAMESPACE (RFC 2342); without the capability, the personal namespace is `""` with the
+    /// delimiter LIST reports.
+    pub async fn namespaces(&mut self) -> ImapResult<Namespaces> {
+        if !self.has_capability("NAMESPACE") {
+            return Ok(Namespaces::default());
         }
-        Ok(st)
+        let done = self.run("NAMESPACE").await?;
+        Ok(parse_namespaces(&check(self, done, "NAMESPACE")?))
+    }
+
+    /// `LIST "" "*"` (or LSUB).
+    pub async fn list(&mut self, lsub: bool) -> ImapResult<Vec<ListEntry>> {
+        let done = self.run(list_command(lsub)).await?;
+        Ok(parse_list_entries(
+            &check(self, done, list_kind(lsub))?,
+            lsub,
+        ))
+    }
+
+    /// NAMESPACE, `LIST "" "*"` and `LSUB "" "*"` in one round trip: all three are sent before
+    /// the first answer is read (RFC 3501 §5.5: none changes what the others report).
+    pub async fn folder_tree(&mut self) -> ImapResult<FolderTree> {
+        let ns = self.has_capability("NAMESPACE");
+        let mut tags = Vec::with_capacity(3);
+        if ns {
+            tags.push(("NAMESPACE", self.send_line("NAMESPACE").await?));
+        }
+        for lsub in [false, true] {
+            tags.push((list_kind(lsub), self.send_line(list_command(lsub)).await?));
+        }
+        // Every completion is read, even after a refusal, so the connection stays in step.
+        let mut done = Vec::with_capacity(tags.len());
+        for (cmd, tag) in &tags {
+            let d = self.finish(tag).await?;
+            done.push(check(self, d, cmd));
+        }
+        let mut done = done.into_iter();
+        let namespaces = match ns {
+            true => done.next().transpose()?.map(|d| parse_namespaces(&d)),
+            false => None,
+        };
+        let entries = done.next().transpose()?;
+        let subscribed = done.next().transpose()?;
+        Ok(FolderTree {
+            namespaces: namespaces.unwrap_or_default(),
+            entries: entries.map_or_else(Vec::new, |d| parse_list_entries(&d, false)),
+            subscribed: subscribed.map_or_else(Vec::new, |d| parse_list_entries(&d, true)),
+        })
+    }
+
+    /// STATUS of a folder.
+    pub async fn status(&mut self, raw: &str) -> ImapResult<FolderStatus> {
+        let mut st = self.statuses(&[raw]).await?;
+        Ok(st.pop().unwrap_or(ZERO_STATUS))
+    }
+
+    /// STATUS of each folder of `raws`, in their order, pipelined: up to [`STATUS_WINDOW`]
+    /// commands are sent before the first answer is read, so a dozen folders cost one round trip
+    /// instead of twelve. A folder name that would need a synchronising literal (8-bit, without
+    /// LITERAL+) is asked alone, since waiting for `+` would skip the other commands' answers.
+    pub async fn statuses(&mut self, raws: &[&str]) -> ImapResult<Vec<FolderStatus>> {
+        let items = if self.has_capability("CONDSTORE") {
+            " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
+        } else {
+            " (MESSAGES UIDNEXT UIDVALIDITY)"
+        };
+        let nonsync = self.has_capability("LITERAL+") || self.has_capability("LITERAL-");
+        let window = match raws.iter().all(|r| nonsync || wire::quote(r).is_some()) {
+            true => STATUS_WINDOW,
+            false => 1,
+        };
+        let mut out = Vec::with_capacity(raws.len());
+        let mut refused = None;
+        for chunk in raws.chunks(window) {
+            let mut sent = Vec::with_capacity(chunk.len());
+            for raw in chunk {
+                let args = [Arg::text("STATUS "), astring(raw), Arg::text(items)];
+                sent.push(self.send_args(&args, usize::MAX).await?);
+            }
+            let mut answers = Vec::with_capacity(chunk.len());
+            for (raw, tag) in chunk.iter().zip(sent) {
+                let done = match tag {
+                    Ok(tag) => self.finish(&tag).await?,
+                    Err(done) => done,
+                };
+                // Every completion is read before a refusal is reported, so the connection
+                // stays in step.
+                match check(self, done, &format!("STATUS of folder {raw:?}")) {
+                    Ok(done) => answers.push(parse_statuses(&done)),
+                    Err(e) => {
+                        refused.get_or_insert(e);
+                        answers.push(Vec::new());
+                    }
+                }
+            }
+            out.extend(match_statuses(chunk, &answers));
+        }
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
     }
 
     /// EXAMINE: opens a folder read-only (the source is never changed; the target is only read).
@@ -494,7 +622,167 @@ fn fetch_item(items: Vec<Value>) -> Option<FetchItem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imap::wire;
+    use crate::imap::ConnectOptions;
+    use mailferry_proto::task::{Endpoint, Side, TlsMode};
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    type Reply = Box<dyn Fn(&[(String, String)]) -> String + Send>;
+
+    /// A server on port 0 that answers in rounds: it reads a round's number of command lines
+    /// (tag, rest) before it writes a word, so a client that waited for an answer between
+    /// pipelined commands would hang (the test's timeout catches that).
+    async fn scripted(rounds: Vec<(usize, Reply)>) -> Connection {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (sock, _) = listener.accept().await.unwrap();
+            let (r, mut w) = sock.into_split();
+            let mut lines = BufReader::new(r).lines();
+            w.write_all(b"* OK [CAPABILITY IMAP4rev1 LITERAL+ CONDSTORE NAMESPACE] ready\r\n")
+                .await
+                .unwrap();
+            for (n, reply) in rounds {
+                let mut got = Vec::new();
+                while got.len() < n {
+                    let line = lines.next_line().await.unwrap().unwrap();
+                    let (tag, rest) = line.split_once(' ').unwrap();
+                    got.push((tag.to_owned(), rest.to_owned()));
+                }
+                w.write_all(reply(&got).as_bytes()).await.unwrap();
+            }
+        });
+        let ep = Endpoint {
+            host: "127.0.0.1".into(),
+            port,
+            user: "u".into(),
+            tls: TlsMode::None,
+            ca_file: None,
+            insecure_skip_verify: false,
+        };
+        Connection::connect(&ep, Side::Source, &ConnectOptions::default())
+            .await
+            .unwrap()
+    }
+
+    async fn within<F: Future>(f: F) -> F::Output {
+        tokio::time::timeout(std::time::Duration::from_secs(5), f)
+            .await
+            .expect("the client waited for an answer between pipelined commands")
+    }
+
+    /// Answers each `STATUS "name" ...` with figures derived from its position, the untagged
+    /// answers of the round in reverse order (a server running them at once may do that).
+    fn status_reply(refuse: Option<&'static str>) -> Reply {
+        Box::new(move |got| {
+            let mut untagged = String::new();
+            let mut tagged = String::new();
+            for (i, (tag, rest)) in got.iter().enumerate().rev() {
+                // The name as sent (quoted), echoed as it came.
+                let token = &rest["STATUS ".len()..rest.find(" (MESSAGES").unwrap()];
+                let name = token.trim_matches('"');
+                if Some(name) == refuse {
+                    tagged = format!("{tag} NO [NONEXISTENT] no such folder\r\n{tagged}");
+                    continue;
+                }
+                assert!(rest.ends_with("(MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"));
+                untagged.push_str(&format!(
+                    "* STATUS {token} (MESSAGES {i} UIDNEXT {} UIDVALIDITY 7 HIGHESTMODSEQ {})\r\n",
+                    i + 10,
+                    i + 100
+                ));
+                tagged = format!("{tag} OK done\r\n{tagged}");
+            }
+            untagged + &tagged
+        })
+    }
+
+    #[tokio::test]
+    async fn statuses_are_pipelined_and_matched_by_name() {
+        let mut c = scripted(vec![(3, status_reply(None))]).await;
+        let st = within(c.statuses(&["INBOX", "INBOX.a b", "INBOX.\"q\""]))
+            .await
+            .unwrap();
+        let figures: Vec<_> = st
+            .iter()
+            .map(|s| (s.messages, s.uidnext, s.uidvalidity, s.highestmodseq))
+            .collect();
+        assert_eq!(
+            figures,
+            vec![
+                (0, 10, 7, Some(100)),
+                (1, 11, 7, Some(101)),
+                (2, 12, 7, Some(102)),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_status_fails_after_every_answer_was_read() {
+        let noop: Reply = Box::new(|got| format!("{} OK noop\r\n", got[0].0));
+        let mut c = scripted(vec![(3, status_reply(Some("INBOX.gone"))), (1, noop)]).await;
+        let err = within(c.statuses(&["INBOX", "INBOX.gone", "INBOX.x"]))
+            .await
+            .unwrap_err();
+        assert!(
+            err.message.contains("STATUS of folder \"INBOX.gone\""),
+            "{}",
+            err.message
+        );
+        // The connection is still in step: the next command gets its own answer.
+        let done = within(c.run("NOOP")).await.unwrap();
+        assert_eq!(done.text, "noop");
+    }
+
+    #[tokio::test]
+    async fn namespace_list_and_lsub_go_out_together() {
+        let reply: Reply = Box::new(|got| {
+            let kinds: Vec<&str> = got.iter().map(|(_, r)| r.as_str()).collect();
+            assert_eq!(kinds, ["NAMESPACE", "LIST \"\" \"*\"", "LSUB \"\" \"*\""]);
+            format!(
+                "* NAMESPACE ((\"INBOX.\" \".\")) NIL ((\"Public.\" \".\"))\r\n{} OK ns\r\n\
+                 * LIST (\\HasNoChildren) \".\" INBOX\r\n* LIST (\\Noselect) \".\" \"INBOX.a\"\r\n{} OK list\r\n\
+                 * LSUB () \".\" INBOX\r\n{} OK lsub\r\n",
+                got[0].0, got[1].0, got[2].0
+            )
+        });
+        let mut c = scripted(vec![(3, reply)]).await;
+        let tree = within(c.folder_tree()).await.unwrap();
+        assert_eq!(
+            tree.namespaces.personal,
+            Some(("INBOX.".to_owned(), Some('.')))
+        );
+        assert_eq!(tree.namespaces.others, vec!["Public."]);
+        let names: Vec<&str> = tree.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["INBOX", "INBOX.a"]);
+        assert_eq!(tree.entries[1].attributes, vec!["\\Noselect"]);
+        assert_eq!(tree.subscribed.len(), 1);
+    }
+
+    #[test]
+    fn status_answers_match_by_name_then_by_command() {
+        let st = |m| FolderStatus {
+            messages: m,
+            ..ZERO_STATUS
+        };
+        let named = |n: &str, m| (Some(n.to_owned()), st(m));
+        let cases: Vec<(Vec<StatusAnswers>, Vec<u32>)> = vec![
+            // Each under its own command.
+            (vec![vec![named("a", 1)], vec![named("b", 2)]], vec![1, 2]),
+            // Interleaved: b's answer arrived while a's command ran, and the other way round.
+            (vec![vec![named("b", 2)], vec![named("a", 1)]], vec![1, 2]),
+            // A lone answer under its own command, with a name spelled differently.
+            (vec![vec![named("A", 1)], vec![named("b", 2)]], vec![1, 2]),
+            // No answer at all: zero, as a single STATUS gives.
+            (vec![vec![], vec![named("b", 2)]], vec![0, 2]),
+        ];
+        for (answers, want) in cases {
+            let got: Vec<u32> = match_statuses(&["a", "b"], &answers)
+                .iter()
+                .map(|s| s.messages)
+                .collect();
+            assert_eq!(got, want, "{answers:?}");
+        }
+    }
 
     #[test]
     fn internal_dates_parse_with_padded_days_and_keep_zones() {
