@@ -926,6 +926,37 @@ impl Store for RedisStore {
         self.exec("release_slots", &pipe).await
     }
 
+    async fn want_slots(&self, sets: &[String], ttl: Duration) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        for set in sets {
+            let key = keys::slots_wanted(&self.ns, set);
+            if ttl.is_zero() {
+                pipe.cmd("DEL").arg(key).ignore();
+            } else {
+                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+                pipe.cmd("SET").arg(key).arg(1).arg("PX").arg(ms).ignore();
+            }
+        }
+        self.exec("want_slots", &pipe).await
+    }
+
+    async fn wanted_slots(&self, sets: &[String]) -> Result<Vec<String>, StoreError> {
+        if sets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for set in sets {
+            cmd.arg(keys::slots_wanted(&self.ns, set));
+        }
+        let marks: Vec<Option<String>> = self.query("wanted_slots", &cmd).await?;
+        Ok(sets
+            .iter()
+            .zip(marks)
+            .filter(|(_, m)| m.is_some())
+            .map(|(s, _)| s.clone())
+            .collect())
+    }
+
     async fn spend_daily(
         &self,
         account: &str,
@@ -1379,6 +1410,51 @@ mod tests {
             .expect("acquire")
             .expect("the holder died: its slot expired");
         assert!(t2 > t1);
+    }
+
+    #[tokio::test]
+    async fn slot_wanted_marks_expire_and_clear() {
+        let ns = Namespace::new();
+        let store = ns.store().await;
+        let (a, b) = (
+            "acct:source:a@h:993".to_string(),
+            "acct:source:b@h:993".to_string(),
+        );
+        assert!(
+            store
+                .wanted_slots(&[a.clone(), b.clone()])
+                .await
+                .expect("read")
+                .is_empty()
+        );
+        store
+            .want_slots(std::slice::from_ref(&a), Duration::from_millis(300))
+            .await
+            .expect("mark");
+        assert_eq!(
+            store
+                .wanted_slots(&[a.clone(), b.clone()])
+                .await
+                .expect("read"),
+            vec![a.clone()]
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            store
+                .wanted_slots(std::slice::from_ref(&a))
+                .await
+                .expect("read")
+                .is_empty()
+        );
+        store
+            .want_slots(std::slice::from_ref(&b), Duration::from_secs(30))
+            .await
+            .expect("mark");
+        store
+            .want_slots(std::slice::from_ref(&b), Duration::ZERO)
+            .await
+            .expect("clear");
+        assert!(store.wanted_slots(&[b]).await.expect("read").is_empty());
     }
 
     #[tokio::test]

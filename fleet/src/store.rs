@@ -220,6 +220,21 @@ pub trait Store: Clone + Send + Sync + 'static {
         token: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Marks the slot sets as wanted for `ttl` (a zero `ttl` clears the mark): a task waits for
+    /// a slot there, so whoever holds one by an idle pooled session should close it. Marks are
+    /// advice; a lost one only means a longer wait.
+    fn want_slots(
+        &self,
+        sets: &[String],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Which of `sets` are marked wanted now.
+    fn wanted_slots(
+        &self,
+        sets: &[String],
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
     /// Counts `bytes` against a target account's upload budget of one UTC day (`YYYY-MM-DD`),
     /// unless that would exceed `limit`: then nothing is counted and the answer is false.
     fn spend_daily(
@@ -249,6 +264,9 @@ pub struct SqliteStore {
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
+CREATE TABLE IF NOT EXISTS slot_wanted (
+    set_name TEXT PRIMARY KEY, until_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS daily_upload (
     account TEXT NOT NULL, day TEXT NOT NULL, bytes INTEGER NOT NULL,
     PRIMARY KEY (account, day)
@@ -714,6 +732,45 @@ impl Store for SqliteStore {
                 )?;
             }
             tx.commit()
+        })
+        .await
+    }
+
+    async fn want_slots(&self, sets: &[String], ttl: Duration) -> Result<(), StoreError> {
+        let sets = sets.to_vec();
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            for set in &sets {
+                if ttl_ms == 0 {
+                    tx.execute("DELETE FROM slot_wanted WHERE set_name = ?1", params![set])?;
+                } else {
+                    tx.execute(
+                        "INSERT INTO slot_wanted (set_name, until_ms) VALUES (?1, ?2)
+                         ON CONFLICT (set_name) DO UPDATE SET until_ms = excluded.until_ms",
+                        params![set, now_ms().saturating_add(ttl_ms)],
+                    )?;
+                }
+            }
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn wanted_slots(&self, sets: &[String]) -> Result<Vec<String>, StoreError> {
+        let sets = sets.to_vec();
+        self.with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT 1 FROM slot_wanted WHERE set_name = ?1 AND until_ms > ?2",
+            )?;
+            let now = now_ms();
+            let mut out = Vec::new();
+            for set in sets {
+                if stmt.exists(params![set, now])? {
+                    out.push(set);
+                }
+            }
+            Ok(out)
         })
         .await
     }

@@ -15,6 +15,7 @@
 //! | `<ns>:{coord}:lease:<name>`                | [`lease`]              | hash       | `holder`, `token`; expires with the lease (PX)  |
 //! | `<ns>:{coord}:lease-token`                 | [`lease_counter`]      | string     | the last fencing token issued (INCR)            |
 //! | `<ns>:{coord}:slots:<set>`                 | [`slots`]              | sorted set | connection slot tokens scored by expiry (ms)    |
+//! | `<ns>:{coord}:slots-wanted:<set>`          | [`slots_wanted`]       | string     | set while a task waits for a slot there (PX)    |
 //! | `<ns>:migrations`                          | [`migrations_index`]   | sorted set | migration ids scored by creation time (ms)      |
 //! | `<ns>:migration:<id>`                      | [`migration`]          | string     | the coordinator's migration record (JSON)       |
 //! | `<ns>:migration:<id>:pairs`                | [`pair_summaries`]     | hash       | pair id → pair summary (JSON)                   |
@@ -88,6 +89,11 @@ pub fn lease_counter(ns: &str) -> String {
 /// one script takes slots in several sets and a token from the counter at once.
 pub fn slots(ns: &str, set: &str) -> String {
     format!("{ns}:{{coord}}:slots:{}", segment(set))
+}
+
+/// Present while a task waits for a slot in `set`: holders of idle sessions there close them.
+pub fn slots_wanted(ns: &str, set: &str) -> String {
+    format!("{ns}:{{coord}}:slots-wanted:{}", segment(set))
 }
 
 /// Migration ids by creation time.

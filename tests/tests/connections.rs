@@ -244,3 +244,52 @@ async fn two_pairs_of_one_source_account_share_its_one_connection() {
     }
     assert!(all_closed(&fwd).await, "sessions left open");
 }
+
+/// Two engines of one fleet (one store, as two workers share Redis) and one slot for the account:
+/// the first holds it by an idle pooled session, which it would keep for its whole idle time
+/// (longer than a task waits for a slot). When the second engine's task marks the slot wanted,
+/// the first closes its idle session and the second gets the slot instead of giving up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_session_hands_its_slot_to_another_workers_waiting_task() {
+    use mailferry_fleet::{Credentials, MemoryCredentials, Secret, SqliteStore};
+    use mailferry_proto::task::{Endpoint, Side as TaskSide, TlsMode};
+    use mailferry_worker::engine::{Engine, EngineConfig};
+    let servers = TestServers::get();
+    let src = servers.new_user(Side::Source, "conn4").unwrap();
+    let fwd = CountingForwarder::start(src.imap_port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let creds = MemoryCredentials::default();
+    creds.insert(
+        "p",
+        TaskSide::Source,
+        Endpoint {
+            host: "127.0.0.1".into(),
+            port: fwd.port,
+            user: src.user.clone(),
+            tls: TlsMode::None,
+            ca_file: None,
+            insecure_skip_verify: false,
+        },
+        Credentials::Password(Secret::new(src.password.clone())),
+    );
+    let config = |holder: &str| EngineConfig {
+        account_connections: 1,
+        holder: holder.into(),
+        ..EngineConfig::default()
+    };
+    let a = Engine::new(store.clone(), creds.clone(), config("worker-a"));
+    let b = Engine::new(store.clone(), creds.clone(), config("worker-b"));
+    let session = a.open("p", TaskSide::Source).await.unwrap();
+    a.release("p", session);
+    let taken = b.open("p", TaskSide::Source).await;
+    let session = match taken {
+        Ok(s) => s,
+        Err(e) => panic!("the waiting task gave up; the idle session kept its slot: {e}"),
+    };
+    assert_eq!(fwd.peak.load(Ordering::SeqCst), 1, "two sessions at once");
+    assert_eq!(fwd.total.load(Ordering::SeqCst), 2);
+    b.release("p", session);
+    b.close_idle().await;
+    assert!(all_closed(&fwd).await, "sessions left open");
+}

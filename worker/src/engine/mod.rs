@@ -294,13 +294,53 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
             pool.retain(|_, list| !list.is_empty());
             stale
         };
+        let pool = Arc::downgrade(&self.pool);
+        let idle_sets = move || {
+            let Some(pool) = pool.upgrade() else {
+                return Vec::new();
+            };
+            let Ok(pool) = pool.lock() else {
+                return Vec::new();
+            };
+            let mut sets: Vec<String> = pool
+                .values()
+                .flatten()
+                .flat_map(|(s, _)| s.sets().iter().cloned())
+                .collect();
+            sets.sort_unstable();
+            sets.dedup();
+            sets
+        };
+        let pool = Arc::downgrade(&self.pool);
+        let evict = move |wanted: &[String]| {
+            let Some(pool) = pool.upgrade() else {
+                return Vec::new();
+            };
+            let Ok(mut pool) = pool.lock() else {
+                return Vec::new();
+            };
+            let mut out = Vec::new();
+            for list in pool.values_mut() {
+                let (go, keep) = std::mem::take(list)
+                    .into_iter()
+                    .partition(|(s, _)| wanted.iter().any(|w| s.holds(w)));
+                *list = keep;
+                out.extend(go.into_iter().map(|(s, _): (Session, Instant)| s));
+            }
+            pool.retain(|_, list| !list.is_empty());
+            out
+        };
         tokio::spawn(slots::maintain(
             self.store.clone(),
             Arc::downgrade(&self.slots),
             queue,
             self.config.slot_ttl,
             POOL_SWEEP,
-            sweep,
+            slots::PoolHooks {
+                sweep,
+                idle_sets,
+                evict,
+            },
         ));
     }
 
@@ -344,6 +384,7 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
         let deadline = Instant::now() + SLOT_WAIT;
         let mut backoff = Duration::from_millis(20);
         let mut host_evicted = false;
+        let mut marked = false;
         loop {
             // Registered before trying, so a slot freed meanwhile is not missed.
             let freed = self.slots.freed.notified();
@@ -365,6 +406,10 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
                 )
             })?;
             if let Some(guard) = taken {
+                if marked {
+                    // Others need not close their idle sessions for us any more.
+                    let _ = self.store.want_slots(&[account], Duration::ZERO).await;
+                }
                 return Ok(guard);
             }
             let idle = self.take_idle(&account).or_else(|| {
@@ -376,6 +421,16 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
                 host_evicted |= !idle.holds(&account);
                 idle.close(&self.store, true).await;
                 continue;
+            }
+            // Ask the fleet: a worker holding this account's slot by an idle pooled session
+            // closes it within about a second, instead of when its idle time runs out.
+            match self
+                .store
+                .want_slots(std::slice::from_ref(&account), slots::WANTED_TTL)
+                .await
+            {
+                Ok(()) => marked = true,
+                Err(e) => tracing::debug!("slot wanted mark not set: {e}"),
             }
             let now = Instant::now();
             if now >= deadline {
@@ -447,7 +502,19 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
                         ),
                     ));
                 }
-                conn.login_oauth2(&endpoint.user, &token, &endpoint.host, endpoint.port)
+                let advice = "check that the access token is current and belongs to this user";
+                let server = (endpoint.host.as_str(), endpoint.port);
+                conn.login_oauth2(&endpoint.user, &token, server, advice)
+                    .await?
+            }
+            Credentials::OAuth2Token(token) => {
+                // The fleet API took this token; providers' tokens last about an hour, and the
+                // caller refreshes them (migration.proto, OAuth2Token).
+                let advice = "check that the access token belongs to this user and has not \
+                    expired (providers' tokens last about an hour): push a fresh one with \
+                    UpdatePairCredentials, then RetryFailures";
+                let server = (endpoint.host.as_str(), endpoint.port);
+                conn.login_oauth2(&endpoint.user, token.expose(), server, advice)
                     .await?
             }
             Credentials::Admin { admin, secret } => {

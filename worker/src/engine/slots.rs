@@ -172,6 +172,11 @@ impl Session {
         self.slot.holds(set)
     }
 
+    /// The slot sets this session holds a slot in.
+    pub(crate) fn sets(&self) -> &[String] {
+        &self.slot.sets
+    }
+
     /// Logs out (politely, bounded by a short timeout) when `polite`, closes the connection, then
     /// gives the slots back before returning, so a waiting task can take them at once.
     pub(crate) async fn close<S: Store>(self, store: &S, polite: bool) {
@@ -203,22 +208,47 @@ impl std::ops::DerefMut for Session {
     }
 }
 
+/// How often an engine with idle pooled sessions looks for other workers waiting for their
+/// slots.
+pub(crate) const WANTED_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a waiting task's "slot wanted" mark lasts unless renewed by its next try.
+pub(crate) const WANTED_TTL: Duration = Duration::from_secs(3);
+
+/// What the background task asks of the engine's pool of idle sessions.
+pub(crate) struct PoolHooks<A, B, C> {
+    /// Removes and hands over the sessions idle too long (or whose slots were lost).
+    pub sweep: A,
+    /// The slot sets that idle pooled sessions hold.
+    pub idle_sets: B,
+    /// Removes and hands over the idle sessions holding a slot in any of these sets.
+    pub evict: C,
+}
+
 /// The engine's background task: renews every held slot every third of `ttl`, gives back the
-/// slots of dropped sessions, and every `sweep_every` closes the pooled sessions `sweep` hands
-/// over (idle too long). Ends when the engine and all its sessions are gone.
-pub(crate) async fn maintain<S: Store>(
+/// slots of dropped sessions, every `sweep_every` closes the pooled sessions idle too long, and
+/// every [`WANTED_EVERY`] closes the idle sessions whose slots a task (of any worker) waits for.
+/// Ends when the engine and all its sessions are gone.
+pub(crate) async fn maintain<S, A, B, C>(
     store: S,
     slots: Weak<Slots>,
     mut queue: mpsc::UnboundedReceiver<GiveBack>,
     ttl: Duration,
     sweep_every: Duration,
-    sweep: impl Fn() -> Vec<Session> + Send + 'static,
-) {
+    pool: PoolHooks<A, B, C>,
+) where
+    S: Store,
+    A: Fn() -> Vec<Session> + Send + 'static,
+    B: Fn() -> Vec<String> + Send + 'static,
+    C: Fn(&[String]) -> Vec<Session> + Send + 'static,
+{
     let start = tokio::time::Instant::now();
     let mut renew = tokio::time::interval_at(start + ttl / 3, ttl / 3);
     let mut sweeper = tokio::time::interval_at(start + sweep_every, sweep_every);
+    let mut wanted = tokio::time::interval_at(start + WANTED_EVERY, WANTED_EVERY);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     sweeper.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    wanted.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut renewed = tokio::time::Instant::now();
     loop {
         tokio::select! {
@@ -241,9 +271,25 @@ pub(crate) async fn maintain<S: Store>(
                 }
             }
             _ = sweeper.tick() => {
-                for session in sweep() {
+                for session in (pool.sweep)() {
                     let store = store.clone();
                     tokio::spawn(async move { session.close(&store, true).await });
+                }
+            }
+            _ = wanted.tick() => {
+                let sets = (pool.idle_sets)();
+                if sets.is_empty() {
+                    continue;
+                }
+                match store.wanted_slots(&sets).await {
+                    Ok(want) if !want.is_empty() => {
+                        for session in (pool.evict)(&want) {
+                            let store = store.clone();
+                            tokio::spawn(async move { session.close(&store, true).await });
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!("slot marks not read: {e}"),
                 }
             }
         }
@@ -313,7 +359,11 @@ mod tests {
             queue,
             ttl,
             Duration::from_secs(3600),
-            Vec::new,
+            PoolHooks {
+                sweep: Vec::new,
+                idle_sets: Vec::new,
+                evict: |_: &[String]| Vec::new(),
+            },
         ));
         let g = try_acquire(&slots, &store, &sets(1), "w", ttl)
             .await
@@ -365,9 +415,71 @@ mod tests {
             queue,
             ttl,
             Duration::from_secs(3600),
-            Vec::new,
+            PoolHooks {
+                sweep: Vec::new,
+                idle_sets: Vec::new,
+                evict: |_: &[String]| Vec::new(),
+            },
         ));
         tokio::time::sleep(ttl / 2).await;
         assert!(g.lost());
+    }
+
+    #[tokio::test]
+    async fn idle_sessions_whose_slots_another_worker_wants_are_handed_over() {
+        // Two engines of the fleet share one store: this one holds the account's only slot by
+        // an idle pooled session; another marks the account wanted.
+        let store = SqliteStore::in_memory().expect("store");
+        let slots = Arc::new(Slots::new());
+        let queue = slots.take_queue().expect("queue");
+        let account = "acct:source:a@h:143".to_string();
+        let evicted: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+        let (pool_sets, seen) = (
+            vec![account.clone(), "acct:target:b@h:143".to_string()],
+            evicted.clone(),
+        );
+        tokio::spawn(maintain(
+            store.clone(),
+            Arc::downgrade(&slots),
+            queue,
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+            PoolHooks {
+                sweep: Vec::new,
+                idle_sets: move || pool_sets.clone(),
+                evict: move |want: &[String]| {
+                    seen.lock().expect("lock").push(want.to_vec());
+                    Vec::new()
+                },
+            },
+        ));
+        // Nobody wants anything: nothing is handed over.
+        tokio::time::sleep(WANTED_EVERY * 2).await;
+        assert!(evicted.lock().expect("lock").is_empty());
+        store
+            .want_slots(std::slice::from_ref(&account), WANTED_TTL)
+            .await
+            .expect("mark");
+        let mut waited = Duration::ZERO;
+        while evicted.lock().expect("lock").is_empty() && waited < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += Duration::from_millis(50);
+        }
+        assert_eq!(
+            evicted.lock().expect("lock").first(),
+            Some(&vec![account.clone()])
+        );
+        // Cleared once the waiter has its slot.
+        store
+            .want_slots(std::slice::from_ref(&account), Duration::ZERO)
+            .await
+            .expect("clear");
+        assert!(
+            store
+                .wanted_slots(&[account])
+                .await
+                .expect("read")
+                .is_empty()
+        );
     }
 }
