@@ -137,7 +137,8 @@ pub struct CommonArgs {
     #[arg(long, env = "MAILFERRY_DST_AUTHUSER")]
     pub dst_authuser: Option<String>,
     /// Log into the source with the OAuth 2.0 access token in this file (OAUTHBEARER where
-    /// offered, else XOAUTH2), re-read at every connection so a refresher can rotate it.
+    /// offered, else XOAUTH2), re-read at every connection so a refresher can rotate it
+    /// (`ctl create` reads it once and sends the token; the API client refreshes it).
     #[arg(long, env = "MAILFERRY_SRC_OAUTH2_TOKEN_FILE")]
     pub src_oauth2_token_file: Option<PathBuf>,
     /// Log into the target with the OAuth 2.0 access token in this file.

@@ -6,9 +6,19 @@ use std::sync::{Arc, RwLock};
 
 use mailferry_proto::task::{Endpoint, Side};
 
-/// A secret string that never prints itself.
+/// A secret string that never prints itself, and is overwritten when dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        // Best effort: the bytes of this allocation are zeroed before it is freed (`black_box`
+        // keeps the writes); copies the allocator made while the string grew are out of reach.
+        let mut bytes = std::mem::take(&mut self.0).into_bytes();
+        bytes.fill(0);
+        std::hint::black_box(&bytes);
+    }
+}
 
 impl Secret {
     /// Wraps a secret.
@@ -39,6 +49,9 @@ pub enum Credentials {
         /// The file holding the token.
         token_file: std::path::PathBuf,
     },
+    /// An OAuth 2.0 access token itself (OAUTHBEARER or XOAUTH2), as the fleet API receives it;
+    /// the caller pushes a fresh one before it expires (UpdatePairCredentials).
+    OAuth2Token(Secret),
     /// AUTHENTICATE PLAIN as an administrator (master user) on behalf of the endpoint's user
     /// (RFC 4616 authorization identity); the secret is the administrator's password.
     Admin {
@@ -93,5 +106,7 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         let c = Credentials::Password(s);
         assert!(!format!("{c:?}").contains("hunter2"));
+        let t = Credentials::OAuth2Token(Secret::new("ya29.token"));
+        assert!(!format!("{t:?}").contains("ya29"));
     }
 }

@@ -372,6 +372,10 @@ enum CredentialsOut<'a> {
     OAuth2 {
         token_file: &'a Path,
     },
+    #[serde(rename = "oauth2_token")]
+    OAuth2Token {
+        access_token: &'a str,
+    },
     Admin {
         admin: &'a str,
         password: &'a str,
@@ -395,6 +399,10 @@ enum CredentialsIn {
     OAuth2 {
         token_file: PathBuf,
     },
+    #[serde(rename = "oauth2_token")]
+    OAuth2Token {
+        access_token: String,
+    },
     Admin {
         admin: String,
         password: String,
@@ -414,6 +422,9 @@ pub fn seal_account(
             password: secret.expose(),
         },
         Credentials::OAuth2 { token_file } => CredentialsOut::OAuth2 { token_file },
+        Credentials::OAuth2Token(token) => CredentialsOut::OAuth2Token {
+            access_token: token.expose(),
+        },
         Credentials::Admin { admin, secret } => CredentialsOut::Admin {
             admin,
             password: secret.expose(),
@@ -450,6 +461,9 @@ pub fn open_account(
     let creds = match account.credentials {
         CredentialsIn::Password { password } => Credentials::Password(Secret::new(password)),
         CredentialsIn::OAuth2 { token_file } => Credentials::OAuth2 { token_file },
+        CredentialsIn::OAuth2Token { access_token } => {
+            Credentials::OAuth2Token(Secret::new(access_token))
+        }
         CredentialsIn::Admin { admin, password } => Credentials::Admin {
             admin,
             secret: Secret::new(password),
@@ -627,6 +641,7 @@ mod tests {
                 admin: "master".into(),
                 secret: Secret::new("pw-admin-42"),
             },
+            Credentials::OAuth2Token(Secret::new("ya29.access-token")),
         ];
         for creds in all {
             let sealed =
@@ -646,6 +661,7 @@ mod tests {
                 (Credentials::OAuth2 { token_file }, Credentials::OAuth2 { token_file: t2 }) => {
                     assert_eq!(token_file, t2)
                 }
+                (Credentials::OAuth2Token(a), Credentials::OAuth2Token(b)) => assert_eq!(a, b),
                 _ => panic!("variant changed"),
             }
             for (pair, side) in [("pair-1", Side::Target), ("pair-2", Side::Source)] {
@@ -654,6 +670,28 @@ mod tests {
                     Err(SealError::Authentication)
                 ));
             }
+        }
+    }
+
+    /// Accounts sealed before a credential kind was added still open: the encoding only grows.
+    #[test]
+    fn accounts_sealed_in_the_first_encoding_still_open() {
+        let keys = FleetKeys::parse(K1).expect("keys");
+        let aad = account_aad("pair-1", Side::Target);
+        let endpoint_json = r#"{"host":"imap.example.org","port":993,"user":"alice","tls":"implicit","ca_file":null,"insecure_skip_verify":false}"#;
+        for (creds, want) in [
+            (r#"{"kind":"password","password":"pw-1"}"#, "Password"),
+            (r#"{"kind":"oauth2","token_file":"/run/t"}"#, "OAuth2 {"),
+            (
+                r#"{"kind":"admin","admin":"master","password":"pw-2"}"#,
+                "Admin {",
+            ),
+        ] {
+            let plaintext = format!(r#"{{"endpoint":{endpoint_json},"credentials":{creds}}}"#);
+            let sealed = keys.seal(&aad, plaintext.as_bytes()).expect("seal");
+            let (ep, back) = open_account(&keys, "pair-1", Side::Target, &sealed).expect(creds);
+            assert_eq!(ep, endpoint());
+            assert!(format!("{back:?}").starts_with(want), "{back:?}");
         }
     }
 
@@ -671,6 +709,12 @@ mod tests {
         let creds = Credentials::Password(Secret::new("pw-hunter2"));
         let sealed = seal_account(&keys, "p", Side::Target, &endpoint(), &creds).expect("seal");
         assert!(!sealed.windows(10).any(|w| w == b"pw-hunter2"));
+        let token = Credentials::OAuth2Token(Secret::new("ya29.tokenvalue"));
+        let sealed_token =
+            seal_account(&keys, "p", Side::Target, &endpoint(), &token).expect("seal");
+        assert!(!sealed_token.windows(8).any(|w| w == b"ya29.tok"));
+        let opened = open_account(&keys, "p", Side::Target, &sealed_token).expect("open");
+        assert!(!format!("{opened:?}").contains("ya29"));
         let opened = open_account(&keys, "p", Side::Target, &sealed).expect("open");
         assert!(!format!("{opened:?}").contains("hunter2"));
         let err = open_account(&keys, "p", Side::Source, &sealed).expect_err("wrong side");

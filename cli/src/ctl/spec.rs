@@ -7,7 +7,7 @@
 
 use mailferry_fleet::Credentials;
 use mailferry_proto::grpc::v1::{
-    self as v1, AdminLogin, FolderMap, MigrationOptions, PairSpec, credentials::Kind,
+    self as v1, AdminLogin, FolderMap, MigrationOptions, OAuth2Token, PairSpec, credentials::Kind,
 };
 use mailferry_proto::task::{self, TlsMode};
 
@@ -54,8 +54,9 @@ pub fn usable(
     Ok(settings)
 }
 
-/// The pairs as the API takes them. OAuth 2.0 token files cannot go (the fleet API has no
-/// field for them yet): each side that uses one is a usage error naming its flag.
+/// The pairs as the API takes them. An OAuth 2.0 token file is read now and its token sent
+/// (the coordinator cannot read the caller's files); one that cannot be read is a usage error
+/// naming its flag.
 pub fn pair_specs(pairs: &[PairInput]) -> Result<Vec<PairSpec>, Failed> {
     let mut errors = Vec::new();
     let mut specs = Vec::with_capacity(pairs.len());
@@ -108,10 +109,24 @@ fn credentials(c: &Credentials, flag: &str) -> Result<v1::Credentials, String> {
             admin_user: admin.clone(),
             admin_password: secret.expose().to_owned(),
         }),
-        Credentials::OAuth2 { .. } => {
-            return Err(format!(
-                "{flag}-oauth2-token-file: the fleet API does not take OAuth 2.0 tokens yet — log in with a password ({flag}-password-file) or as an administrator ({flag}-authuser), or run `mailferry migrate` instead"
-            ));
+        Credentials::OAuth2Token(token) => Kind::Oauth2(OAuth2Token {
+            access_token: token.expose().to_owned(),
+        }),
+        Credentials::OAuth2 { token_file } => {
+            let shown = token_file.display();
+            let text = std::fs::read_to_string(token_file)
+                .map_err(|e| format!("{flag}-oauth2-token-file {shown}: {e}"))?;
+            let token = text.trim();
+            if token.is_empty() {
+                return Err(format!(
+                    "{flag}-oauth2-token-file {shown} is empty: write the current access token into it"
+                ));
+            }
+            // The coordinator keeps this token, not the file: refresh it with
+            // UpdatePairCredentials before it expires.
+            Kind::Oauth2(OAuth2Token {
+                access_token: token.to_owned(),
+            })
         }
     };
     Ok(v1::Credentials { kind: Some(kind) })
@@ -267,16 +282,27 @@ mod tests {
     }
 
     #[test]
-    fn an_oauth2_token_file_is_a_usage_error_naming_the_flag() {
+    fn an_oauth2_token_file_sends_its_token() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("token");
-        std::fs::write(&file, "tok").unwrap();
+        std::fs::write(&file, "ya29.tok-1\n").unwrap();
         let m = migrate(&["--src-oauth2-token-file", file.to_str().unwrap()]);
         let s = usable(m.settings(&Env), &m.common).unwrap();
+        let specs = pair_specs(&s.pairs).unwrap();
+        assert_eq!(
+            specs[0].source_credentials.as_ref().unwrap().kind,
+            Some(Kind::Oauth2(OAuth2Token {
+                access_token: "ya29.tok-1".into()
+            }))
+        );
+        let shown = format!("{:?}", WithSecrets(specs));
+        assert!(!shown.contains("ya29"), "{shown}");
+        // Emptied after the flags were checked: an error naming the flag, not an empty token.
+        std::fs::write(&file, "\n").unwrap();
         let f = pair_specs(&s.pairs).unwrap_err();
         assert_eq!(f.code, 2);
         assert!(
-            f.message.contains("--src-oauth2-token-file"),
+            f.message.contains("--src-oauth2-token-file") && f.message.contains("is empty"),
             "{}",
             f.message
         );

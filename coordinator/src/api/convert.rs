@@ -101,7 +101,7 @@ pub fn endpoint(e: Option<&pb::Endpoint>, field: &str) -> Result<Endpoint, Contr
 /// Credentials from the wire.
 pub fn credentials(c: Option<&pb::Credentials>, field: &str) -> Result<Credentials, ControlError> {
     match c.and_then(|c| c.kind.as_ref()) {
-        None => Err(invalid(field, "is required: set password or admin")),
+        None => Err(invalid(field, "is required: set password, admin or oauth2")),
         Some(pb::credentials::Kind::Password(p)) if p.is_empty() => {
             Err(invalid(format!("{field}.password"), "is empty"))
         }
@@ -117,6 +117,14 @@ pub fn credentials(c: Option<&pb::Credentials>, field: &str) -> Result<Credentia
                 admin: a.admin_user.clone(),
                 secret: Secret::new(&a.admin_password),
             })
+        }
+        Some(pb::credentials::Kind::Oauth2(t)) => {
+            // Pasted tokens often carry a line end; a token never holds white space.
+            let token = t.access_token.trim();
+            if token.is_empty() {
+                return Err(invalid(format!("{field}.oauth2.access_token"), "is empty"));
+            }
+            Ok(Credentials::OAuth2Token(Secret::new(token)))
         }
     }
 }
@@ -504,6 +512,16 @@ mod tests {
             field(pairs(&[no_pw], &[]).expect_err("pw")),
             "pairs[0].source_credentials"
         );
+        let mut empty_token = spec("127.0.0.1", "127.0.0.2");
+        empty_token.target_credentials = Some(pb::Credentials {
+            kind: Some(pb::credentials::Kind::Oauth2(pb::OAuth2Token {
+                access_token: " \n".into(),
+            })),
+        });
+        assert_eq!(
+            field(pairs(&[spec("127.0.0.1", "127.0.0.3"), empty_token], &[]).expect_err("token")),
+            "pairs[1].target_credentials.oauth2.access_token"
+        );
         let mut big_port = spec("127.0.0.1", "127.0.0.2");
         big_port.source.as_mut().expect("s").port = 70_000;
         assert_eq!(
@@ -526,6 +544,17 @@ mod tests {
         assert_eq!(p[0].source.port, 993);
         assert_eq!(p[0].target.port, 143);
         assert!(!format!("{:?}", p[0]).contains("\"a\""));
+        let mut t = spec("127.0.0.1", "127.0.0.2");
+        t.source_credentials = Some(pb::Credentials {
+            kind: Some(pb::credentials::Kind::Oauth2(pb::OAuth2Token {
+                access_token: "ya29.a0-token\n".into(),
+            })),
+        });
+        let p = pairs(&[t], &[]).expect("valid");
+        assert!(
+            matches!(&p[0].source_credentials, Credentials::OAuth2Token(s) if s.expose() == "ya29.a0-token")
+        );
+        assert!(!format!("{:?}", p[0]).contains("ya29"));
     }
 
     #[test]

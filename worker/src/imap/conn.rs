@@ -385,13 +385,14 @@ impl Connection {
     }
 
     /// Logs in with an OAuth 2.0 access token: OAUTHBEARER (RFC 7628) where offered, else
-    /// XOAUTH2 (Google's and Microsoft's mechanism).
+    /// XOAUTH2 (Google's and Microsoft's mechanism). A refused token's error ends with `advice`,
+    /// which says how a fresh token reaches this login (a file, or the fleet API).
     pub async fn login_oauth2(
         &mut self,
         user: &str,
         token: &str,
-        host: &str,
-        port: u16,
+        (host, port): (&str, u16),
+        advice: &str,
     ) -> ImapResult<()> {
         if self.capabilities.is_empty() {
             self.refresh_capabilities().await?;
@@ -416,11 +417,7 @@ impl Connection {
                     .into(),
             ));
         };
-        self.logged_in(
-            done,
-            "check that the access token is current and belongs to this user",
-        )
-        .await
+        self.logged_in(done, advice).await
     }
 
     async fn logged_in(&mut self, done: Completion, advice: &str) -> ImapResult<()> {
