@@ -203,6 +203,21 @@ pub fn endpoint(account: &TestAccount) -> String {
     )
 }
 
+/// The endpoint flags of one pair, for `migrate`, `check` or `ctl create`: `--src` and `--dst`
+/// URLs (STARTTLS) and each server's CA. Passwords are not flags: set them in the environment.
+pub fn pair_args(src: &TestAccount, dst: &TestAccount) -> Vec<String> {
+    vec![
+        "--src".into(),
+        endpoint(src),
+        "--dst".into(),
+        endpoint(dst),
+        "--src-ca".into(),
+        src.ca.to_string_lossy().into_owned(),
+        "--dst-ca".into(),
+        dst.ca.to_string_lossy().into_owned(),
+    ]
+}
+
 /// The binary with no arguments yet: inherited `MAILFERRY_*` variables removed (so a
 /// developer's environment cannot change a test), stdin closed, stdout and stderr piped,
 /// killed when dropped.
@@ -226,14 +241,7 @@ pub fn bare_command() -> Command {
 pub fn command(subcommand: &str, src: &TestAccount, dst: &TestAccount, extra: &[&str]) -> Command {
     let mut cmd = bare_command();
     cmd.arg(subcommand)
-        .arg("--src")
-        .arg(endpoint(src))
-        .arg("--dst")
-        .arg(endpoint(dst))
-        .arg("--src-ca")
-        .arg(&src.ca)
-        .arg("--dst-ca")
-        .arg(&dst.ca)
+        .args(pair_args(src, dst))
         .args(extra)
         .env("MAILFERRY_SRC_PASSWORD", &src.password)
         .env("MAILFERRY_DST_PASSWORD", &dst.password)

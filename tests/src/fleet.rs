@@ -248,6 +248,9 @@ pub struct FleetOptions {
     pub coordinator_args: Vec<String>,
     /// Extra environment of the coordinator.
     pub extra_coordinator_env: Vec<(String, String)>,
+    /// gRPC over TLS: the coordinator gets `--tls-cert`/`--tls-key`, and [`Fleet::grpc_url`]
+    /// is `https://127.0.0.1:PORT`. [`Fleet::ctl`] does not pass the CA: give `--ca` yourself.
+    pub grpc_tls: Option<crate::tls::TlsFiles>,
 }
 
 impl Default for FleetOptions {
@@ -262,6 +265,7 @@ impl Default for FleetOptions {
             extra_worker_env: Vec::new(),
             coordinator_args: Vec::new(),
             extra_coordinator_env: Vec::new(),
+            grpc_tls: None,
         }
     }
 }
@@ -412,6 +416,14 @@ impl Fleet {
             .arg("--admin-listen")
             .arg(format!("127.0.0.1:{}", self.coordinator_admin_port))
             .args(&self.options.coordinator_args)
+            .args(self.options.grpc_tls.iter().flat_map(|t| {
+                [
+                    "--tls-cert".as_ref(),
+                    t.cert.as_os_str(),
+                    "--tls-key".as_ref(),
+                    t.key.as_os_str(),
+                ]
+            }))
             .env("MAILFERRY_API_TOKENS_FILE", &self.tokens_file)
             .envs(
                 self.options
@@ -592,9 +604,14 @@ impl Fleet {
         format!("127.0.0.1:{}", self.grpc_port)
     }
 
-    /// `http://127.0.0.1:PORT` of the gRPC API (what `MAILFERRY_COORDINATOR` holds).
+    /// `http://127.0.0.1:PORT` of the gRPC API (what `MAILFERRY_COORDINATOR` holds), or
+    /// `https://` with [`FleetOptions::grpc_tls`].
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc_addr())
+        let scheme = match self.options.grpc_tls {
+            Some(_) => "https",
+            None => "http",
+        };
+        format!("{scheme}://{}", self.grpc_addr())
     }
 
     /// `127.0.0.1:PORT` of the coordinator's admin HTTP port.

@@ -12,6 +12,8 @@
 //! * [`fake_server`]: a scripted fake IMAP server for misbehaving-server cases.
 //! * [`proxy`]: a TCP proxy in front of a real server that can cut one connection mid-stream.
 //! * [`otlp`]: an in-process OTLP trace receiver that keeps the spans fleet processes export.
+//! * [`oauth2`]: OAuth 2.0 access tokens (JWTs) the test servers accept, current or expired.
+//! * [`tls`]: a private CA and a certificate for a coordinator serving gRPC over TLS.
 //!
 //! A typical scenario:
 //!
@@ -36,9 +38,11 @@ pub mod fake_server;
 pub mod fixtures;
 pub mod fleet;
 pub mod imap_client;
+pub mod oauth2;
 pub mod otlp;
 pub mod proxy;
 pub mod servers;
+pub mod tls;
 pub mod verify;
 
 pub use fixtures::{Fixture, Fixtures, SplitMix64, sha256_hex};

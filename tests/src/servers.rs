@@ -99,6 +99,8 @@ pub struct TestServers {
     smallmsg_bytes: u64,
     smallmsg_fields: String,
     master: Option<(String, String)>,
+    /// The base64 HS256 key that signs access tokens, when the servers take OAuth 2.0 logins.
+    oauth2_key: Option<String>,
 }
 
 static SERVERS: OnceLock<std::result::Result<TestServers, String>> = OnceLock::new();
@@ -203,6 +205,10 @@ impl TestServers {
                 (Some(u), Some(p)) => Some(((*u).to_owned(), (*p).to_owned())),
                 _ => None,
             },
+            oauth2_key: vars
+                .get("MAILFERRY_TEST_OAUTH2_HS256_KEY")
+                .filter(|k| !k.is_empty())
+                .map(|k| (*k).to_owned()),
         })
     }
 
@@ -228,6 +234,27 @@ impl TestServers {
     /// servers were started by a `scripts/test-servers` that configures one.
     pub fn master(&self) -> Option<(&str, &str)> {
         self.master.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
+    /// An OAuth 2.0 access token (OAUTHBEARER, XOAUTH2) both servers accept for `user` for the
+    /// next `valid_for` seconds; a negative `valid_for` gives a token that expired that long
+    /// ago, which the servers refuse. Fails when the servers were started by a
+    /// `scripts/test-servers` without OAuth 2.0 (restart them).
+    pub fn oauth2_token(&self, user: &str, valid_for: i64) -> Result<String> {
+        use base64::Engine as _;
+        let encoded = self.oauth2_key.as_deref().context(
+            "servers.env lacks MAILFERRY_TEST_OAUTH2_HS256_KEY: these servers were started \
+             without OAuth 2.0; stop and start them with the current scripts/test-servers",
+        )?;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .context("servers.env: MAILFERRY_TEST_OAUTH2_HS256_KEY is not base64")?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        let now = i64::try_from(now).context("the clock is past 2262")?;
+        Ok(crate::oauth2::hs256_token(&key, user, now, valid_for))
     }
 
     /// PEM file of the CA that signed both servers' certificate.
