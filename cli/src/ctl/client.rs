@@ -310,7 +310,7 @@ fn connect_hint(url: &str) -> &'static str {
     if url.starts_with("https://") {
         "is `mailferry coordinator` running there with TLS? for a private CA pass --ca FILE (or MAILFERRY_CA); set MAILFERRY_COORDINATOR or --coordinator to another address"
     } else {
-        "is `mailferry coordinator` running? set MAILFERRY_COORDINATOR or --coordinator to its address"
+        "is `mailferry coordinator` running? if it serves TLS (--tls-cert), use https:// (and --ca for a private CA); set MAILFERRY_COORDINATOR or --coordinator to its address"
     }
 }
 
@@ -342,9 +342,21 @@ pub fn explain(what: &str, status: &Status, url: &str, token_sent: bool) -> Fail
         "" => status.code().description().to_owned(),
         m => m.to_owned(),
     };
+    // A status with a cause was made by this client from a transport failure (e.g. HTTP/2
+    // garbled by a TLS server answering plain text); the coordinator never said it.
+    if std::error::Error::source(status).is_some() && status.code() != Code::Unavailable {
+        return Failed {
+            code: code::UNREACHABLE,
+            message: format!(
+                "{what}: no gRPC answer from {url} ({said}) — {}",
+                connect_hint(url)
+            ),
+        };
+    }
     let message = match status.code() {
         Code::Unavailable => format!(
-            "{what}: coordinator at {url} is unreachable: {said} — is `mailferry coordinator` running? set MAILFERRY_COORDINATOR or --coordinator"
+            "{what}: coordinator at {url} is unreachable: {said} — {}",
+            connect_hint(url)
         ),
         Code::Unauthenticated if token_sent => format!(
             "{what}: coordinator at {url} refused the API token ({said}) — set MAILFERRY_API_TOKEN or --api-token-file to a token it accepts"
@@ -377,6 +389,25 @@ pub fn explain(what: &str, status: &Status, url: &str, token_sent: bool) -> Fail
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transport_failure_is_unreachable_and_suggests_https() {
+        let garbled = Status::from_error(Box::new(std::io::Error::other("http2 error")));
+        let f = explain("list migrations", &garbled, "http://127.0.0.1:1", true);
+        assert_eq!(f.code, 7, "{}", f.message);
+        assert!(
+            f.message.contains("no gRPC answer from http://127.0.0.1:1")
+                && f.message
+                    .contains("if it serves TLS (--tls-cert), use https://"),
+            "{}",
+            f.message
+        );
+        let f = explain("list migrations", &garbled, "https://127.0.0.1:1", true);
+        assert!(f.message.contains("pass --ca FILE"), "{}", f.message);
+        // The coordinator's own statuses keep their meaning.
+        let f = explain("get", &Status::internal("boom"), "http://127.0.0.1:1", true);
+        assert_eq!(f.code, 6, "{}", f.message);
+    }
 
     #[test]
     fn status_codes_map_to_exit_codes() {
