@@ -458,16 +458,17 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
         self.sync_warnings(run, &list);
         let mut pending = 0;
         let folders = run.folders.folders.clone();
+        // One read for the pair's watermarks, not one per folder.
+        let mut marks = if self.opts.dry_run {
+            HashMap::new()
+        } else {
+            self.store
+                .watermarks(&run.spec.pair_id)
+                .await
+                .unwrap_or_default()
+        };
         for pf in &folders {
-            let mark = match &pf.target_raw {
-                Some(raw) if !self.opts.dry_run => self
-                    .store
-                    .watermark(&run.spec.pair_id, raw)
-                    .await
-                    .ok()
-                    .flatten(),
-                _ => None,
-            };
+            let mark = pf.target_raw.as_ref().and_then(|raw| marks.remove(raw));
             if let (Some(mark), Some(raw)) = (mark, &pf.target_raw) {
                 if !self.opts.sync.full_flag_sync && unchanged(&mark, pf, &list, &self.opts) {
                     run.tally.add_unchanged(pf, &mark);

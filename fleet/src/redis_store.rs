@@ -807,6 +807,23 @@ impl Store for RedisStore {
         .transpose()
     }
 
+    async fn watermarks(
+        &self,
+        pair: &str,
+    ) -> Result<std::collections::HashMap<String, FolderWatermark>, StoreError> {
+        let key = keys::watermark(&self.ns, pair);
+        let all: Vec<(String, String)> = self
+            .query("watermarks", redis::cmd("HGETALL").arg(&key))
+            .await?;
+        all.into_iter()
+            .map(|(folder, t)| {
+                serde_json::from_str(&t)
+                    .map(|m| (folder, m))
+                    .map_err(|e| StoreError::Corrupt(format!("watermark in {key}: {e}")))
+            })
+            .collect()
+    }
+
     async fn set_watermark(
         &self,
         pair: &str,
@@ -1542,6 +1559,10 @@ mod tests {
             Some(mark())
         );
         assert_eq!(store.watermark("q", folder).await.expect("get"), None);
+        let all = store.watermarks("p").await.expect("all");
+        assert_eq!(all.len(), 2);
+        assert_eq!(all.get(folder), Some(&mark()));
+        assert!(store.watermarks("q").await.expect("none").is_empty());
         store.set_watermark("p", folder, None).await.expect("clear");
         assert_eq!(store.watermark("p", folder).await.expect("get"), None);
         assert_eq!(

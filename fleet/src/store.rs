@@ -7,6 +7,7 @@
 //! can always decide from the target's own contents (DESIGN.md, "Idempotency"). [`SqliteStore`] is
 //! the embedded implementation; it holds no credentials.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -161,6 +162,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         pair: &str,
         dst_folder: &str,
     ) -> impl Future<Output = Result<Option<FolderWatermark>, StoreError>> + Send;
+
+    /// Every watermark of a pair, by target folder (raw name): one read where a pass needs
+    /// them all.
+    fn watermarks(
+        &self,
+        pair: &str,
+    ) -> impl Future<Output = Result<HashMap<String, FolderWatermark>, StoreError>> + Send;
 
     /// Records (or with `None`, clears) a target folder's watermark.
     fn set_watermark(
@@ -539,6 +547,25 @@ impl Store for SqliteStore {
                 .map(Some)
                 .map_err(|e| StoreError::Corrupt(e.to_string())),
         }
+    }
+
+    async fn watermarks(&self, pair: &str) -> Result<HashMap<String, FolderWatermark>, StoreError> {
+        let pair = pair.to_owned();
+        let rows: Vec<(String, String)> = self
+            .with(move |conn| {
+                let mut stmt =
+                    conn.prepare_cached("SELECT dst_folder, mark FROM watermark WHERE pair = ?1")?;
+                let rows = stmt.query_map(params![pair], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(folder, t)| {
+                serde_json::from_str(&t)
+                    .map(|m| (folder, m))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .collect()
     }
 
     async fn set_watermark(
@@ -1129,6 +1156,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.watermark("p", "INBOX").await.unwrap(), Some(mark));
+        let all = store.watermarks("p").await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert!(store.watermarks("q").await.unwrap().is_empty());
         store.set_watermark("p", "INBOX", None).await.unwrap();
         assert_eq!(store.watermark("p", "INBOX").await.unwrap(), None);
     }
