@@ -174,7 +174,9 @@ pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>)
     let Some(token) = await_leadership(&store, &holder, &mut stop).await else {
         return exit::INTERRUPTED;
     };
-    let lost = keep_leadership(store.clone(), holder.clone(), token);
+    let held = Arc::new(std::sync::atomic::AtomicU64::new(token));
+    let lost = keep_leadership(store.clone(), holder.clone(), held.clone());
+    let lease_store = store.clone();
     let queue = match connect_queue(&cfg, Role::Coordinator, &mut stop).await {
         Some(q) => Arc::new(q),
         None => return exit::INTERRUPTED,
@@ -211,13 +213,21 @@ pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>)
             }
         }
     };
-    match api::serve(Api::new(control), tokens, tls, listener, shutdown).await {
+    let code = match api::serve(Api::new(control), tokens, tls, listener, shutdown).await {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("error: {e}");
             exit::FATAL
         }
+    };
+    // Hand the lead over at once: a standby takes it at its next try instead of waiting for
+    // the lease to run out (a rollout or a drained node). Only a token we still hold is
+    // released; the passes of this coordinator resume in the next one.
+    let token = held.load(std::sync::atomic::Ordering::SeqCst);
+    if let Err(e) = lease_store.release_lease(LEADER_LEASE, token).await {
+        tracing::warn!("leader lease not released (it expires in {LEADER_TTL:?}): {e}");
     }
+    code
 }
 
 /// How often the coordinator samples its gauges (queue depth, migrations by state).
@@ -301,11 +311,15 @@ async fn await_leadership(
 
 /// Renews the leader lease every third of its life; resolves when another coordinator has it.
 /// A lease that vanished (Redis flushed) is taken again at once if it is free.
-fn keep_leadership(store: RedisStore, holder: String, token: u64) -> impl Future<Output = ()> {
+fn keep_leadership(
+    store: RedisStore,
+    holder: String,
+    held: Arc<std::sync::atomic::AtomicU64>,
+) -> impl Future<Output = ()> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let mut renewed = tokio::time::Instant::now();
-        let mut token = token;
+        let mut token = held.load(std::sync::atomic::Ordering::SeqCst);
         loop {
             tokio::time::sleep(LEADER_TTL / 3).await;
             match store.renew_lease(LEADER_LEASE, token, LEADER_TTL).await {
@@ -316,6 +330,7 @@ fn keep_leadership(store: RedisStore, holder: String, token: u64) -> impl Future
                             "the leader lease had vanished (Redis flushed?); taken again"
                         );
                         token = t;
+                        held.store(t, std::sync::atomic::Ordering::SeqCst);
                         renewed = tokio::time::Instant::now();
                     }
                     _ => break,
