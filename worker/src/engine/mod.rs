@@ -408,6 +408,7 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
             if let Some(guard) = taken {
                 if marked {
                     // Others need not close their idle sessions for us any more.
+                    self.slots.own_mark(&account, false);
                     let _ = self.store.want_slots(&[account], Duration::ZERO).await;
                 }
                 return Ok(guard);
@@ -429,7 +430,10 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
                 .want_slots(std::slice::from_ref(&account), slots::WANTED_TTL)
                 .await
             {
-                Ok(()) => marked = true,
+                Ok(()) => {
+                    marked = true;
+                    self.slots.own_mark(&account, true);
+                }
                 Err(e) => tracing::debug!("slot wanted mark not set: {e}"),
             }
             let now = Instant::now();

@@ -32,6 +32,9 @@ pub(crate) struct Slots {
     /// Woken when this engine gives slots back or pools a session, so its tasks waiting for a
     /// slot try again at once instead of at their next backoff.
     pub(crate) freed: tokio::sync::Notify,
+    /// Sets this engine itself marked wanted, and when: its own marks are not a reason to close
+    /// its own idle sessions (its waiting tasks already take those directly).
+    pub(crate) own_marks: Mutex<HashMap<String, tokio::time::Instant>>,
 }
 
 struct Held {
@@ -47,6 +50,7 @@ impl Slots {
             give_back,
             queue: Mutex::new(Some(queue)),
             freed: tokio::sync::Notify::new(),
+            own_marks: Mutex::default(),
         }
     }
 
@@ -54,6 +58,24 @@ impl Slots {
         if let Ok(mut held) = self.held.lock() {
             held.remove(&token);
         }
+    }
+
+    /// Records that this engine marked `set` wanted (or, with `false`, cleared its mark).
+    pub(crate) fn own_mark(&self, set: &str, on: bool) {
+        if let Ok(mut marks) = self.own_marks.lock() {
+            if on {
+                marks.insert(set.to_owned(), tokio::time::Instant::now());
+            } else {
+                marks.remove(set);
+            }
+        }
+    }
+
+    /// Whether `set` is wanted by this engine itself (a mark it set that has not expired).
+    fn marked_by_us(&self, set: &str) -> bool {
+        self.own_marks
+            .lock()
+            .is_ok_and(|m| m.get(set).is_some_and(|at| at.elapsed() < WANTED_TTL))
     }
 
     /// The receiving end of the give-back queue, once (the background task is started once).
@@ -282,13 +304,18 @@ pub(crate) async fn maintain<S, A, B, C>(
                     continue;
                 }
                 match store.wanted_slots(&sets).await {
-                    Ok(want) if !want.is_empty() => {
+                    Ok(mut want) => {
+                        if let Some(slots) = slots.upgrade() {
+                            want.retain(|s| !slots.marked_by_us(s));
+                        }
+                        if want.is_empty() {
+                            continue;
+                        }
                         for session in (pool.evict)(&want) {
                             let store = store.clone();
                             tokio::spawn(async move { session.close(&store, true).await });
                         }
                     }
-                    Ok(_) => {}
                     Err(e) => tracing::debug!("slot marks not read: {e}"),
                 }
             }
