@@ -9,7 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mailferry_tests::cli::{bare_command, run_migrate};
 use mailferry_tests::{Fixtures, ImapClient, Side, TestAccount, TestServers, compare, snapshot};
@@ -17,7 +17,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// A byte-transparent TCP forwarder that records the most connections it ever had open at once.
-/// A connection counts from its accept until either side closes it.
+/// A connection counts from [`GRACE`] after its accept until either side closes it: a session
+/// closed just before the next one opens can have its close noticed by this process a moment
+/// after the next accept, and that scheduling race is not two sessions at once. Two sessions
+/// that really overlap both live far longer than the grace (a pooled session lives seconds).
 struct CountingForwarder {
     port: u16,
     open: Arc<AtomicUsize>,
@@ -25,6 +28,9 @@ struct CountingForwarder {
     total: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// How long after its accept a connection starts to count as open.
+const GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl CountingForwarder {
     async fn start(upstream_port: u16) -> CountingForwarder {
@@ -37,14 +43,27 @@ impl CountingForwarder {
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
-                let now = o.fetch_add(1, Ordering::SeqCst) + 1;
-                p.fetch_max(now, Ordering::SeqCst);
                 t.fetch_add(1, Ordering::SeqCst);
+                // (closed, counted), changed together.
+                let state = Arc::new(std::sync::Mutex::new((false, false)));
+                {
+                    let (o, p, state) = (o.clone(), p.clone(), state.clone());
+                    conns.spawn(async move {
+                        tokio::time::sleep(GRACE).await;
+                        let mut st = state.lock().unwrap();
+                        if !st.0 {
+                            st.1 = true;
+                            let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+                            p.fetch_max(now, Ordering::SeqCst);
+                        }
+                    });
+                }
                 let o = o.clone();
                 conns.spawn(async move {
-                    let done = AtomicBool::new(false);
                     let close = || {
-                        if !done.swap(true, Ordering::SeqCst) {
+                        let mut st = state.lock().unwrap();
+                        st.0 = true;
+                        if std::mem::take(&mut st.1) {
                             o.fetch_sub(1, Ordering::SeqCst);
                         }
                     };
