@@ -631,6 +631,11 @@ impl TaskQueue for AmqpQueue {
         }
         if matches!(result, Ok(Published::Confirmed)) {
             crate::failpoint::hit("outcome_published");
+            if matches!(outcome.body, mailferry_proto::task::OutcomeBody::Copy(_)) {
+                // The same moment, counting copy batches only (their order among the other
+                // tasks' outcomes varies from run to run).
+                crate::failpoint::hit("copy_outcome_published");
+            }
             if let Some(held) = held {
                 settle(&outcome.task_id, held, Settle::Ack).await;
             }
