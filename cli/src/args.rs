@@ -192,6 +192,11 @@ pub struct CommonArgs {
     /// Seconds of silence from a server before a wait is given up.
     #[arg(long, env = "MAILFERRY_TIMEOUT", default_value_t = 120)]
     pub timeout: u64,
+    /// Progress floor in bytes per second (K, M suffixes): once a server's answers to a command
+    /// have been waited for longer than --timeout in all, they must have delivered this rate,
+    /// or the wait is given up (a server trickling bytes never trips the inactivity timeout).
+    #[arg(long, env = "MAILFERRY_MIN_RATE", default_value = "4K", value_parser = rate_arg)]
+    pub min_rate: u64,
     /// Print the report or summary as one JSON document on stdout.
     #[arg(long, env = "MAILFERRY_JSON")]
     pub json: bool,
@@ -384,6 +389,16 @@ impl MigrateArgs {
                 Err(e)
             }
         }
+    }
+}
+
+/// A rate for `--min-rate`: a size of at least one byte per second.
+pub fn rate_arg(s: &str) -> Result<u64, String> {
+    match parse_size(s) {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a rate in bytes per second (e.g. 4096 or 4K, at least 1)"
+        )),
     }
 }
 

@@ -85,6 +85,7 @@ fn engine_config(common: &CommonArgs, budget: u64) -> EngineConfig {
                 usize::try_from(budget / 4).unwrap_or(usize::MAX),
             )),
             timeout: Duration::from_secs(common.timeout),
+            min_rate: common.min_rate,
             ..ConnectOptions::default()
         },
         budget_bytes: budget - budget / 4,

@@ -55,6 +55,10 @@ pub struct WorkerArgs {
     /// IMAP inactivity timeout, seconds.
     #[arg(long, env = "MAILFERRY_TIMEOUT", default_value_t = 120)]
     pub timeout: u64,
+    /// IMAP progress floor, bytes per second (K, M suffixes): answers waited for longer than
+    /// --timeout in all must have delivered this rate.
+    #[arg(long, env = "MAILFERRY_MIN_RATE", default_value = "4K", value_parser = crate::args::rate_arg)]
+    pub min_rate: u64,
     /// Folder lease time, seconds: how long a dead worker's folder stays locked (renewed every
     /// third of it while a batch runs), and how long a fresh or flushed Redis grants no folder
     /// lease. The same value on every worker of a fleet.
@@ -483,6 +487,7 @@ pub async fn worker(args: WorkerArgs, mut stop: watch::Receiver<bool>) -> i32 {
                     usize::try_from(budget / 4).unwrap_or(usize::MAX),
                 )),
                 timeout: Duration::from_secs(args.timeout),
+                min_rate: args.min_rate,
                 ..ConnectOptions::default()
             },
             budget_bytes: budget - budget / 4,

@@ -275,7 +275,13 @@ pub async fn run(
 ) -> Result<Output> {
     let mut args = vec!["--json"];
     args.extend_from_slice(extra);
-    let mut child = command(subcommand, src, dst, &args)
+    run_command(command(subcommand, src, dst, &args), limit).await
+}
+
+/// Runs a prepared command of the binary ([`bare_command`] or [`command`]) and waits at most
+/// `limit`; on timeout the process is killed and the error carries what it printed so far.
+pub async fn run_command(mut cmd: Command, limit: Duration) -> Result<Output> {
+    let mut child = cmd
         .spawn()
         .with_context(|| format!("starting {}", binary().display()))?;
     let started = Instant::now();
@@ -298,7 +304,7 @@ pub async fn run(
             let out = out_task.await.unwrap_or_default();
             let err = err_task.await.unwrap_or_default();
             bail!(
-                "mailferry {subcommand} timed out after {limit:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                "mailferry timed out after {limit:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
                 tail(&String::from_utf8_lossy(&out), 8_000),
                 tail(&String::from_utf8_lossy(&err), 8_000)
             );

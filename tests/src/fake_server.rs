@@ -52,6 +52,11 @@ pub enum Script {
     /// the way Microsoft 365 throttles: `NO [UNAVAILABLE] ... is throttled. Suggested Backoff
     /// Time: 1500 milliseconds`.
     ThrottleOnce,
+    /// Greets with a CAPABILITY code nested 10,000 lists deep (a stack overflow before login,
+    /// before STARTTLS), then hangs up.
+    DeepGreeting,
+    /// Sends its greeting one byte every half second, never finishing the line.
+    Trickle,
 }
 
 /// A running fake server; stops (listener and every connection) when dropped.
@@ -132,6 +137,25 @@ async fn serve(
             let mut sink = Vec::new();
             let mut reader = BufReader::new(read).take(MAX_LINE);
             let _ = reader.read_to_end(&mut sink).await;
+            return Ok(());
+        }
+        Script::Trickle => {
+            let deadline = tokio::time::Instant::now() + CONNECTION_LIFETIME;
+            while tokio::time::Instant::now() < deadline {
+                if write.write_all(b"*").await.is_err() {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            return Ok(());
+        }
+        Script::DeepGreeting => {
+            let mut g = b"* OK [CAPABILITY IMAP4rev1 ".to_vec();
+            g.extend(std::iter::repeat_n(b'(', 10_000));
+            g.extend(std::iter::repeat_n(b')', 10_000));
+            g.extend_from_slice(b"] ready\r\n");
+            write.write_all(&g).await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
             return Ok(());
         }
         Script::Http => b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",

@@ -2,7 +2,12 @@
 //! commands with an inactivity timeout on every wait.
 //!
 //! The timeout bounds each read and each 64 KiB write, not whole commands, so a slow 50 MB APPEND
-//! is not killed while a silent server is noticed (DESIGN.md, "Bounded").
+//! is not killed while a silent server is noticed (DESIGN.md, "Bounded"). A server that is never
+//! silent but never done (a byte every few seconds, or small responses for ever) meets the
+//! progress floor: what a command's answers deliver must keep up with `min_rate` once the
+//! timeout's grace is spent. Whatever a server sends is bounded where it is read: line length,
+//! nesting, literal bytes per response and per command (what was asked for, not what the server
+//! decides), untagged data collected per command, completions kept aside.
 
 use std::time::Duration;
 
@@ -20,6 +25,24 @@ use super::wire::{self, Code, Framed, Response, Status, Value};
 /// Size of the write buffer that gathers small pieces of pipelined commands.
 const WBUF: usize = 64 * 1024;
 
+/// Literal bytes one response may carry when the command did not say what it expects: header
+/// blocks, folder names, a flag list. Message bodies are fetched under an allowance of their
+/// announced size ([`Connection::expect_literals`]).
+pub const DEFAULT_RESPONSE_LITERALS: u64 = 4 << 20;
+
+/// Untagged data one command may collect before its completion ([`Connection::finish`]); a LIST
+/// of the largest folder limit mailferry accepts is a fraction of it.
+pub const MAX_COLLECTED_BYTES: usize = 64 << 20;
+
+/// Completions of pipelined commands kept aside while waiting for a continuation.
+const MAX_STASHED: usize = 4096;
+
+/// Extra literal bytes allowed over a message's announced RFC822.SIZE: some servers (Exchange
+/// among them) announce approximate sizes. A quarter of the size, at least 256 KiB.
+pub fn size_slack(size: u64) -> u64 {
+    (size / 4).max(256 * 1024)
+}
+
 /// Connection settings shared by every connection of a run.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -27,6 +50,9 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Largest literal accepted from the server.
     pub max_literal: u64,
+    /// The progress floor, in bytes per second: once a command has waited longer than
+    /// `timeout` in all, its answers must have delivered at least this rate over the wait.
+    pub min_rate: u64,
     /// Where large message buffers come from (shared by all connections of a process).
     pub buffers: std::sync::Arc<super::buffers::BufferPool>,
 }
@@ -36,7 +62,37 @@ impl Default for ConnectOptions {
         ConnectOptions {
             timeout: Duration::from_secs(120),
             max_literal: 1 << 31,
+            min_rate: DEFAULT_MIN_RATE,
             buffers: std::sync::Arc::new(super::buffers::BufferPool::new(16 << 20)),
+        }
+    }
+}
+
+/// Default progress floor: 4 KiB/s, far below any working link, far above a trickle.
+pub const DEFAULT_MIN_RATE: u64 = 4096;
+
+/// What the answers to the commands in flight have cost and delivered since the last completion.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Time spent waiting for the server (not time the caller spent elsewhere between reads).
+    waited: Duration,
+    /// Bytes received meanwhile.
+    received: u64,
+}
+
+/// The literal bytes the server may send: per response, and for the command in flight.
+#[derive(Debug, Clone, Copy)]
+struct LiteralAllowance {
+    per_response: u64,
+    /// Left for the command in flight, when it said what it expects.
+    command_left: Option<u64>,
+}
+
+impl Default for LiteralAllowance {
+    fn default() -> Self {
+        LiteralAllowance {
+            per_response: DEFAULT_RESPONSE_LITERALS,
+            command_left: None,
         }
     }
 }
@@ -114,7 +170,10 @@ impl Completion {
 pub struct Connection {
     transport: Transport,
     rbuf: BytesMut,
-    scan: usize,
+    /// Framing of the response at the start of `rbuf`.
+    framing: wire::FrameState,
+    allowance: LiteralAllowance,
+    progress: Progress,
     next_tag: u64,
     opts: ConnectOptions,
     /// Side, for error messages.
@@ -129,6 +188,8 @@ pub struct Connection {
     /// A folder is selected (or examined): set by SELECT and EXAMINE, cleared by
     /// [`Connection::deselect`].
     pub(crate) selected: bool,
+    /// The selection is read-only (EXAMINE, or a SELECT answered `[READ-ONLY]`).
+    pub(crate) read_only: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -170,7 +231,9 @@ impl Connection {
         let mut conn = Connection {
             transport,
             rbuf: BytesMut::with_capacity(64 * 1024),
-            scan: 0,
+            framing: wire::FrameState::default(),
+            allowance: LiteralAllowance::default(),
+            progress: Progress::default(),
             next_tag: 1,
             opts: opts.clone(),
             side,
@@ -179,6 +242,7 @@ impl Connection {
             stash: Vec::new(),
             wbuf: Vec::with_capacity(WBUF),
             selected: false,
+            read_only: false,
         };
         conn.greeting().await?;
         if ep.tls == TlsMode::Starttls {
@@ -191,7 +255,13 @@ impl Connection {
         let first = match self.read_response().await {
             Ok(r) => r,
             Err(e) if e.kind == ErrorKind::Transient => {
-                let what = if e.message.contains("stopped responding") {
+                let what = if e.message.contains("too slowly") {
+                    format!(
+                        "accepted the connection but sends its greeting too slowly ({} bytes in {}s)",
+                        self.progress.received,
+                        self.progress.waited.as_secs()
+                    )
+                } else if e.message.contains("stopped responding") {
                     format!(
                         "accepted the connection but sent no IMAP greeting within {}s",
                         self.opts.timeout.as_secs()
@@ -498,23 +568,37 @@ impl Connection {
         ))
     }
 
-    /// Leaves the selected folder, if any, without expunging anything: UNSELECT (RFC 3691), or
-    /// where the server lacks it a NOOP, which at least brings the session's view up to date.
+    /// Leaves the selected folder, if any, without expunging anything: UNSELECT (RFC 3691);
+    /// where the server lacks it, CLOSE for a read-only selection (RFC 3501 §6.4.2: it removes
+    /// nothing then), and for a read-write one an EXAMINE of a name no server holds, whose
+    /// refusal leaves no folder selected (RFC 3501 §6.3.1) without the expunge CLOSE would do.
     /// A pooled session still holding a folder may otherwise get that folder's STATUS as the
-    /// session last saw it (Dovecot does), and a sync would miss what changed since.
+    /// session last saw it (Dovecot does), and some servers refuse an APPEND into the folder the
+    /// session has open read-only ("Current box is selected READ-ONLY").
     pub async fn deselect(&mut self) -> ImapResult<()> {
         if !self.selected {
             return Ok(());
         }
         let cmd = if self.has_capability("UNSELECT") {
             "UNSELECT"
+        } else if self.read_only {
+            "CLOSE"
         } else {
-            "NOOP"
+            "EXAMINE \"mailferry-no-such-folder-5e1f07c2\""
         };
-        // A NO or BAD changes nothing that matters here: no folder is selected afterwards, or
-        // the NOOP has refreshed the view.
+        // A NO or BAD changes nothing that matters here: afterwards no folder is selected.
         self.run(cmd).await?;
         self.selected = false;
+        self.read_only = false;
+        Ok(())
+    }
+
+    /// Makes the session fit for APPEND: leaves a read-only selection, into which some servers
+    /// refuse to append. A read-write selection stays (appending to it is what RFC 3501 expects).
+    pub async fn ready_to_append(&mut self) -> ImapResult<()> {
+        if self.selected && self.read_only {
+            self.deselect().await?;
+        }
         Ok(())
     }
 
@@ -617,7 +701,7 @@ impl Connection {
                         untagged: Vec::new(),
                     }));
                 }
-                r @ Response::Tagged { .. } => self.stash.push(r),
+                r @ Response::Tagged { .. } => self.keep_aside(r)?,
                 Response::UntaggedStatus {
                     status: Status::Bye,
                     code,
@@ -643,8 +727,9 @@ impl Connection {
             }
         }
         let mut untagged = Vec::new();
+        let mut collected = 0usize;
         loop {
-            let r = self.read_response().await?;
+            let (r, len) = self.read_framed().await?;
             if let Response::UntaggedStatus {
                 status: Status::Bye,
                 code,
@@ -653,10 +738,61 @@ impl Connection {
             {
                 return Err(self.bye_error(code.as_ref(), text));
             }
+            if !matches!(r, Response::Tagged { .. } | Response::Continue(_)) {
+                collected = collected.saturating_add(len);
+                if collected > MAX_COLLECTED_BYTES {
+                    return Err(self.err(
+                        ErrorKind::Protocol,
+                        format!(
+                            "the server sent more than {} MiB of untagged responses to one command; it is not answering what was asked",
+                            MAX_COLLECTED_BYTES >> 20
+                        ),
+                    ));
+                }
+            }
             if let Some(done) = self.completion_for(tag, r, &mut untagged) {
                 return Ok(done);
             }
         }
+    }
+
+    /// Keeps the completion of another pipelined command for [`Connection::finish`]. Only tags
+    /// this connection sent and has not yet seen completed are kept, and only so many.
+    fn keep_aside(&mut self, r: Response) -> ImapResult<()> {
+        let Response::Tagged { tag, .. } = &r else {
+            return Ok(());
+        };
+        let ours = tag
+            .strip_prefix('m')
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > 0 && n < self.next_tag);
+        let known = self
+            .stash
+            .iter()
+            .any(|s| matches!(s, Response::Tagged { tag: t, .. } if t == tag));
+        if !ours || known {
+            tracing::debug!(side = %self.side, tag, "completion of a command never sent, ignored");
+            return Ok(());
+        }
+        if self.stash.len() >= MAX_STASHED {
+            return Err(self.err(
+                ErrorKind::Protocol,
+                format!("the server completed more than {MAX_STASHED} commands out of order"),
+            ));
+        }
+        self.stash.push(r);
+        Ok(())
+    }
+
+    /// Says what the next command's answers carry in literals: at most `per_response` bytes in
+    /// any one response and `for_command` in all (a message body's announced size plus
+    /// [`size_slack`]), until a command completes. Anything more is refused as it is announced,
+    /// before it is read.
+    pub fn expect_literals(&mut self, per_response: u64, for_command: u64) {
+        self.allowance = LiteralAllowance {
+            per_response,
+            command_left: Some(for_command),
+        };
     }
 
     fn completion_for(
@@ -760,34 +896,46 @@ impl Connection {
     /// Reads one complete response. A BYE is returned like any other response; end of stream
     /// and timeouts are errors.
     pub async fn read_response(&mut self) -> ImapResult<Response> {
+        Ok(self.read_framed().await?.0)
+    }
+
+    /// Reads one complete response and the number of bytes it took on the wire.
+    async fn read_framed(&mut self) -> ImapResult<(Response, usize)> {
         loop {
-            match wire::frame(&self.rbuf, self.scan, self.opts.max_literal) {
-                Ok(Framed::Complete(end)) => {
+            let limits = wire::FrameLimits {
+                max_line: wire::MAX_LINE,
+                max_literal: self.opts.max_literal.min(self.allowance.per_response),
+                max_literals: self
+                    .allowance
+                    .command_left
+                    .map_or(self.allowance.per_response, |left| {
+                        left.min(self.allowance.per_response)
+                    }),
+            };
+            match wire::frame(&self.rbuf, &mut self.framing, &limits) {
+                Ok(Framed::Complete { end, literals }) => {
                     // The response takes its bytes out of the read buffer without a copy, and
                     // literals in it (message bodies) share them.
                     let framed = self.rbuf.split_to(end.min(self.rbuf.len())).freeze();
-                    self.scan = 0;
-                    return Ok(wire::parse(&framed));
-                }
-                Ok(Framed::Incomplete { scan, need }) => {
-                    self.scan = scan;
-                    // The announced size is the server's word: above 64 MiB the buffer grows
-                    // with the bytes that actually arrive instead.
-                    if need > self.rbuf.capacity()
-                        && need > super::buffers::POOLED_MIN
-                        && need <= 64 << 20
-                    {
-                        // A large literal is announced: one buffer of its size (reused from the
-                        // pool when one fits), instead of growing by doubling, which could keep
-                        // twice the message in memory for as long as the body is held.
-                        let mut exact = self.opts.buffers.take(need);
-                        exact.extend_from_slice(&self.rbuf);
-                        self.rbuf = exact;
-                    } else {
-                        self.rbuf
-                            .reserve(need.saturating_sub(self.rbuf.len()).max(16 * 1024));
+                    if let Some(left) = &mut self.allowance.command_left {
+                        *left = left.saturating_sub(literals);
                     }
+                    let response = wire::parse(&framed).map_err(|e| {
+                        self.err(
+                            ErrorKind::Protocol,
+                            format!("unusable response from the server: {e}"),
+                        )
+                    })?;
+                    if matches!(response, Response::Tagged { .. } | Response::Continue(_)) {
+                        // A command completed (or the server is ready for a literal): progress.
+                        self.progress = Progress::default();
+                    }
+                    if matches!(response, Response::Tagged { .. }) {
+                        self.allowance = LiteralAllowance::default();
+                    }
+                    return Ok((response, framed.len()));
                 }
+                Ok(Framed::Incomplete { need }) => self.make_room(need),
                 Err(e) => {
                     return Err(self.err(
                         ErrorKind::Protocol,
@@ -795,25 +943,85 @@ impl Connection {
                     ));
                 }
             }
-            match tokio::time::timeout(self.opts.timeout, self.transport.read_buf(&mut self.rbuf))
-                .await
-            {
-                Ok(Ok(0)) => {
-                    return Err(self.err(
-                        ErrorKind::Transient,
-                        "the server closed the connection".into(),
-                    ));
-                }
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    return Err(self.err(
-                        ErrorKind::Transient,
-                        format!("connection lost ({})", io_reason(&e)),
-                    ));
-                }
-                Err(_) => return Err(self.timeout_error("waiting for an answer")),
-            }
+            self.read_more().await?;
         }
+    }
+
+    /// Grows the read buffer for what the response still needs: an announced literal's exact
+    /// size (pooled for large bodies), otherwise geometrically, so a long line costs linear time.
+    fn make_room(&mut self, need: Option<usize>) {
+        let len = self.rbuf.len();
+        match need {
+            // The announced size is the server's word, but it is within the literal allowance:
+            // one buffer of its size (reused from the pool when one fits), instead of growing by
+            // doubling, which could keep twice the message in memory while the body is held.
+            Some(need)
+                if need > self.rbuf.capacity()
+                    && need > super::buffers::POOLED_MIN
+                    && need <= 64 << 20 =>
+            {
+                let mut exact = self.opts.buffers.take(need);
+                exact.extend_from_slice(&self.rbuf);
+                self.rbuf = exact;
+            }
+            // Larger literals grow with the bytes that actually arrive.
+            Some(need) => self
+                .rbuf
+                .reserve(need.saturating_sub(len).min(len.max(16 * 1024))),
+            None => self.rbuf.reserve(len.max(16 * 1024)),
+        }
+    }
+
+    /// Reads what the server sent next, within the inactivity timeout and the progress floor.
+    async fn read_more(&mut self) -> ImapResult<()> {
+        let floor_left = self.floor_left();
+        let Some(wait) = floor_left.map(|f| f.min(self.opts.timeout)) else {
+            return Err(self.too_slow_error());
+        };
+        let started = tokio::time::Instant::now();
+        let read = tokio::time::timeout(wait, self.transport.read_buf(&mut self.rbuf)).await;
+        self.progress.waited += started.elapsed();
+        match read {
+            Ok(Ok(0)) => Err(self.err(
+                ErrorKind::Transient,
+                "the server closed the connection".into(),
+            )),
+            Ok(Ok(n)) => {
+                self.progress.received = self.progress.received.saturating_add(n as u64);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(self.err(
+                ErrorKind::Transient,
+                format!("connection lost ({})", io_reason(&e)),
+            )),
+            Err(_) if wait < self.opts.timeout => Err(self.too_slow_error()),
+            Err(_) => Err(self.timeout_error("waiting for an answer")),
+        }
+    }
+
+    /// How much longer the answers in flight may take under the progress floor: the timeout's
+    /// grace plus what the bytes received so far pay for at `min_rate`. `None` once spent.
+    fn floor_left(&self) -> Option<Duration> {
+        let paid = Duration::from_secs_f64(
+            self.progress.received as f64 / self.opts.min_rate.max(1) as f64,
+        );
+        let allowed = self.opts.timeout.saturating_add(paid);
+        allowed
+            .checked_sub(self.progress.waited)
+            .filter(|left| !left.is_zero())
+    }
+
+    fn too_slow_error(&self) -> ImapError {
+        self.err(
+            ErrorKind::Transient,
+            format!(
+                "the server is answering too slowly: {} bytes in {}s of waiting, below the floor of {} bytes/s after {}s of grace (--min-rate, --timeout); check the network or the server's load",
+                self.progress.received,
+                self.progress.waited.as_secs(),
+                self.opts.min_rate,
+                self.opts.timeout.as_secs(),
+            ),
+        )
     }
 
     /// Logs out politely, ignoring failures.

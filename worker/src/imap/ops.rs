@@ -355,6 +355,8 @@ impl Connection {
         let done = self.run_args(&[Arg::text(verb), astring(raw)]).await?;
         // Even a refused SELECT leaves the previous folder deselected (RFC 3501 §6.3.1).
         self.selected = done.status == Status::Ok;
+        self.read_only = verb.starts_with("EXAMINE")
+            || done.code.as_ref().is_some_and(|c| c.name == "READ-ONLY");
         let done = check(self, done, &format!("opening folder {raw:?}"))?;
         let mut sel = Selected::default();
         let apply = |code: &Code, sel: &mut Selected| match code.name.as_str() {
@@ -794,7 +796,7 @@ mod tests {
 
     #[test]
     fn fetch_items_are_extracted() {
-        let r = wire::parse(&Bytes::from_static(b"* 1 FETCH (UID 9 FLAGS (\\Seen \\Recent x) RFC822.SIZE 4 BODY[] {4}\r\nabcd INTERNALDATE \"01-Jan-2020 10:11:12 +0000\")\r\n"));
+        let r = wire::parse(&Bytes::from_static(b"* 1 FETCH (UID 9 FLAGS (\\Seen \\Recent x) RFC822.SIZE 4 BODY[] {4}\r\nabcd INTERNALDATE \"01-Jan-2020 10:11:12 +0000\")\r\n")).unwrap();
         let Response::Untagged(mut v) = r else {
             panic!()
         };
