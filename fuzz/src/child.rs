@@ -88,7 +88,7 @@ fn run_inputs(target: &'static Target, corpus: &[Vec<u8>], plan: &Plan, progress
         if progress.base.elapsed() >= plan.budget {
             break;
         }
-        if i % CHECKPOINT == 0 && !plan.careful {
+        if i.is_multiple_of(CHECKPOINT) && !plan.careful {
             say(format_args!("checkpoint {i}"));
         }
         input::build(target, corpus, plan.seed, i, &mut buf);

@@ -141,7 +141,10 @@ fn run_child(target: &Target, options: &Options, plan: &Plan) -> anyhow::Result<
     if plan.careful {
         cmd.arg("--careful");
     }
+    // No backtraces: symbolising one in a dying child outlasts the hang timeout (and may not fit
+    // in its memory limit), and the supervisor reads only the first lines.
     let mut child = cmd
+        .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -243,7 +246,7 @@ impl Findings<'_> {
                 |p| format!("saved {}", p.display()),
             ),
         };
-        if known.is_none() || *count <= 1 {
+        if (known.is_none() && *count <= 3) || *count <= 1 {
             eprintln!(
                 "{}: {kind:?} at input {}: {detail} [{label}]",
                 self.target.name,
