@@ -1,10 +1,13 @@
 //! `imap::wire::frame`: finding where one response (literals included) ends in a receive
-//! buffer. Checks that a complete frame ends in CRLF inside the buffer, that `Incomplete` asks
-//! for more than is there, and that framing a growing buffer chunk by chunk (resuming the scan
-//! where the last call said, as the connection does) never contradicts framing it whole.
+//! buffer under line and literal limits. Checks that a complete frame ends in a line end inside
+//! the buffer, that `Incomplete` asks for more than is there, and that framing a growing buffer
+//! chunk by chunk (resuming from the state the last call left, as the connection does) never
+//! contradicts framing it whole.
 
 use bytes::Bytes;
-use mailferry_worker::imap::wire::{FrameError, Framed, frame, parse};
+use mailferry_worker::imap::wire::{
+    FrameError, FrameLimits, FrameState, Framed, MAX_LINE, frame, parse,
+};
 
 use super::{Target, dict, generate};
 
@@ -24,39 +27,46 @@ const LIMITS: [u64; 5] = [0, 10, 4096, 512 * 1024 * 1024, u64::MAX];
 
 fn check(buf: &[u8], result: &Result<Framed, FrameError>) {
     match result {
-        Ok(Framed::Complete(n)) => {
-            assert!(*n >= 2 && *n <= buf.len(), "frame end {n} outside the buffer");
-            assert_eq!(buf.get(n - 2..*n), Some(&b"\r\n"[..]), "frame does not end in CRLF");
+        Ok(Framed::Complete { end, literals }) => {
+            assert!(*end >= 1 && *end <= buf.len(), "frame end {end} outside the buffer");
+            assert_eq!(buf.get(end - 1), Some(&b'\n'), "frame does not end in a line end");
+            assert!(*literals < *end as u64, "more literal bytes than the frame holds");
         }
-        Ok(Framed::Incomplete { scan, need }) => {
-            assert!(*scan <= buf.len(), "resume point {scan} past the buffer");
-            assert!(*need > buf.len(), "incomplete, yet needs only {need} bytes");
+        Ok(Framed::Incomplete { need }) => {
+            if let Some(need) = need {
+                assert!(*need > buf.len(), "incomplete, yet needs only {need} bytes");
+            }
         }
         Err(_) => {}
     }
 }
 
 fn run(data: &[u8]) {
-    let [limit_sel, step_sel, buf @ ..] = data else {
+    let [limit_sel, line_sel, step_sel, buf @ ..] = data else {
         return;
     };
     let max = LIMITS[usize::from(*limit_sel) % LIMITS.len()];
-    let whole = frame(buf, 0, max);
+    let limits = FrameLimits {
+        max_line: [16, 4096, MAX_LINE][usize::from(*line_sel) % 3],
+        max_literal: max,
+        max_literals: max / 2,
+    };
+    let whole = frame(buf, &mut FrameState::default(), &limits);
     check(buf, &whole);
-    if let Ok(Framed::Complete(n)) = whole {
+    if let Ok(Framed::Complete { end, .. }) = whole {
         // What the connection does next with a complete frame.
-        let _ = parse(&Bytes::copy_from_slice(buf.get(..n).unwrap_or_default()));
+        let _ = parse(&Bytes::copy_from_slice(buf.get(..end).unwrap_or_default()));
     }
     let step = 1 + usize::from(*step_sel);
     let mut have = step.min(buf.len());
-    let mut scan = 0;
+    let mut state = FrameState::default();
     loop {
         let part = buf.get(..have).unwrap_or_default();
-        let got = frame(part, scan, max);
+        let got = frame(part, &mut state, &limits);
         check(part, &got);
         match got {
-            Ok(Framed::Incomplete { scan: s, .. }) if have < buf.len() => {
-                scan = s;
+            // A line too long for the limit may be found only once enough of it is here.
+            Ok(Framed::Incomplete { .. }) if have < buf.len() => {
                 have = (have + step).min(buf.len());
             }
             other => {

@@ -24,7 +24,7 @@ fn run(data: &[u8]) {
     match quote(&s) {
         Some(q) => {
             assert!(!needs_literal, "quoted {s:?}, which needs a literal");
-            let (values, consumed) = tokenize(q.as_bytes());
+            let (values, consumed) = tokenize(q.as_bytes()).expect("a quoted string nests no list");
             assert_eq!(consumed, q.len());
             assert_eq!(
                 values,
