@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use mailferry_fleet::telemetry::{self, TaskStep};
 use mailferry_fleet::{CredentialSource, Store, TaskQueue, metrics};
+use mailferry_proto::task::Side;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -45,6 +46,9 @@ pub async fn run<Q, S, C>(
         tokio::spawn(
             async move {
                 let started = std::time::Instant::now();
+                if let Some((endpoint, _)) = engine.creds.account(&task.pair_id, Side::Source) {
+                    mailferry_fleet::failpoint::hit_task(&endpoint.user);
+                }
                 let outcome = engine.run(&task).await;
                 let kind = metrics::task_type(&task.body);
                 metrics::record_outcome(kind, &outcome, started.elapsed());
