@@ -78,6 +78,10 @@ pub struct WorkerArgs {
     /// Seconds to let the tasks in hand finish after SIGTERM; the rest are redelivered.
     #[arg(long, env = "MAILFERRY_DRAIN_TIMEOUT", default_value_t = 60)]
     pub drain_timeout: u64,
+    /// Runs of one task that may end without an outcome (the worker died on it) before the next
+    /// delivery dead-letters it, failing its pair, instead of running it again.
+    #[arg(long, env = "MAILFERRY_MAX_TASK_DELIVERIES", default_value_t = mailferry_fleet::poison::DEFAULT_MAX_TASK_DELIVERIES)]
+    pub max_task_deliveries: u32,
 }
 
 fn fleet_config() -> Result<FleetConfig, i32> {
@@ -422,6 +426,9 @@ pub async fn worker(args: WorkerArgs, mut stop: watch::Receiver<bool>) -> i32 {
     if args.host_connections == 0 {
         errors.push("--host-connections must be at least 1".into());
     }
+    if args.max_task_deliveries == 0 {
+        errors.push("--max-task-deliveries must be at least 1".into());
+    }
     if args.lease_ttl < 3 {
         errors.push(format!(
             "--lease-ttl {} must be at least 3 seconds",
@@ -466,12 +473,15 @@ pub async fn worker(args: WorkerArgs, mut stop: watch::Receiver<bool>) -> i32 {
     };
     let queue = Arc::new(queue);
     let creds = MemoryCredentials::default();
-    let tasks = Arc::new(WorkerQueue::new(
-        queue.clone(),
-        store.clone(),
-        Arc::new(cfg.keys),
-        creds.clone(),
-    ));
+    let tasks = Arc::new(
+        WorkerQueue::new(
+            queue.clone(),
+            store.clone(),
+            Arc::new(cfg.keys),
+            creds.clone(),
+        )
+        .with_max_task_deliveries(args.max_task_deliveries),
+    );
     let holder = format!(
         "worker:{}:{}:{}",
         hostname(),

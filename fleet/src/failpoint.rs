@@ -6,6 +6,11 @@
 //! Points: `fetch` (a source FETCH has returned message data), `appended` (the target has
 //! answered an APPEND, the copy is not yet recorded in the store), `outcome_published` (the
 //! outcome is confirmed by RabbitMQ, the task not yet acked).
+//!
+//! Poison points, for the tests of poison tasks: `task_abort@USER` aborts and `task_panic@USER`
+//! panics at the start of *every* task of a pair whose source login is `USER` ([`hit_task`]),
+//! so a worker that takes such a task dies (or its task panics) each time, as on a mailbox that
+//! trips a bug.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,5 +47,28 @@ pub fn hit(name: &str) {
     {
         eprintln!("failpoint {name} reached: aborting (MAILFERRY_FAILPOINT)");
         std::process::abort();
+    }
+}
+
+/// At the start of a task of a pair whose source login is `source_user`: aborts the process
+/// when `task_abort@source_user` is armed, panics when `task_panic@source_user` is (every time,
+/// whatever N).
+///
+/// # Panics
+/// On purpose, when `task_panic@source_user` is armed.
+pub fn hit_task(source_user: &str) {
+    let Some((point, user)) = armed().and_then(|a| a.name.split_once('@')) else {
+        return;
+    };
+    if user != source_user {
+        return;
+    }
+    match point {
+        "task_abort" => {
+            eprintln!("failpoint task_abort reached: aborting (MAILFERRY_FAILPOINT)");
+            std::process::abort();
+        }
+        "task_panic" => panic!("failpoint task_panic reached (MAILFERRY_FAILPOINT)"),
+        _ => {}
     }
 }

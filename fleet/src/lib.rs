@@ -10,6 +10,7 @@ pub mod amqp;
 pub mod credentials;
 pub mod failpoint;
 pub mod metrics;
+pub mod poison;
 pub mod queue;
 #[cfg(feature = "redis")]
 pub mod redis_store;

@@ -375,7 +375,7 @@ impl RedisStore {
             .map_err(self.fail(op))
     }
 
-    async fn invoke<T: FromRedisValue>(
+    pub(crate) async fn invoke<T: FromRedisValue>(
         &self,
         op: &'static str,
         script: &Script,

@@ -2,6 +2,11 @@
 //! sealed accounts are loaded from the store and opened into process memory. A task whose
 //! accounts the store no longer holds (Redis flushed, migration deleted or completed) is never
 //! run: it is dead-lettered as `StateLost`. Publishing the outcome settles the task.
+//!
+//! It also keeps the crash marks of [`crate::poison`]: a run is marked started when its task is
+//! handed to the runner and ended when its outcome is published; a task that already has
+//! [`WorkerQueue::with_max_task_deliveries`] runs that never ended (its workers died on it) is
+//! dead-lettered instead of run again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +16,7 @@ use mailferry_proto::task::{OutcomeEnvelope, Side, TaskEnvelope};
 
 use crate::amqp::AmqpQueue;
 use crate::credentials::MemoryCredentials;
+use crate::poison;
 use crate::queue::TaskQueue;
 use crate::redis_store::RedisStore;
 use crate::seal::{FleetKeys, open_account};
@@ -21,6 +27,7 @@ pub struct WorkerQueue {
     store: RedisStore,
     keys: Arc<FleetKeys>,
     creds: MemoryCredentials,
+    max_deliveries: u32,
 }
 
 impl WorkerQueue {
@@ -36,7 +43,43 @@ impl WorkerQueue {
             store,
             keys,
             creds,
+            max_deliveries: poison::DEFAULT_MAX_TASK_DELIVERIES,
         }
+    }
+
+    /// Dead-letters a task once `max` runs of it started and none ended with an outcome
+    /// (default [`poison::DEFAULT_MAX_TASK_DELIVERIES`]; at least 1).
+    pub fn with_max_task_deliveries(mut self, max: u32) -> WorkerQueue {
+        self.max_deliveries = max.max(1);
+        self
+    }
+
+    /// Marks a run of `task` as started; `false` when its earlier runs all died, and it was
+    /// dead-lettered instead. A store that cannot keep the mark lets the task run (RabbitMQ's
+    /// delivery limit still bounds it).
+    async fn admit(&self, task: &TaskEnvelope) -> bool {
+        let runs = match self
+            .store
+            .task_run_started(&task.task_id, task.attempt)
+            .await
+        {
+            Ok(runs) => runs,
+            Err(e) => {
+                tracing::warn!(task = %task.task_id, "crash mark not kept, the task runs: {e}");
+                return true;
+            }
+        };
+        let died = runs.saturating_sub(1);
+        if died < u64::from(self.max_deliveries) {
+            return true;
+        }
+        tracing::error!(task = %task.task_id, pair = %task.pair_id, runs = died,
+            "workers died on this task every time they ran it: dead-lettering it");
+        let reason = poison::crashed_reason(died);
+        self.queue
+            .reject_task(&task.task_id, ErrorKind::Permanent, &reason)
+            .await;
+        false
     }
 
     /// Loads both accounts of a pair: `Ok(false)` when the store does not know them.
@@ -67,7 +110,11 @@ impl TaskQueue for WorkerQueue {
         loop {
             let task = self.queue.next_task().await?;
             match self.load(&task.pair_id).await {
-                Ok(true) => return Some(task),
+                Ok(true) => {
+                    if self.admit(&task).await {
+                        return Some(task);
+                    }
+                }
                 Ok(false) => {
                     tracing::warn!(task = %task.task_id, pair = %task.pair_id,
                         "the store no longer knows this pair (flushed or deleted): dead-lettering the task as state_lost");
@@ -91,7 +138,13 @@ impl TaskQueue for WorkerQueue {
     }
 
     async fn publish_outcome(&self, outcome: OutcomeEnvelope) -> bool {
-        self.queue.publish_outcome(outcome).await
+        let (task_id, attempt) = (outcome.task_id.clone(), outcome.attempt);
+        let published = self.queue.publish_outcome(outcome).await;
+        // Published or requeued, this run ended without killing its worker.
+        if let Err(e) = self.store.task_run_ended(&task_id, attempt).await {
+            tracing::warn!(task = %task_id, "crash mark not cleared: {e}");
+        }
+        published
     }
 
     async fn next_outcome(&self) -> Option<OutcomeEnvelope> {

@@ -28,6 +28,7 @@
 //! | `<ns>:dead-letters`                        | [`dead_letters`]       | hash       | dead letter id → dead letter (JSON)             |
 //! | `<ns>:upload:<account>:<day>`              | [`daily_upload`]       | string     | bytes sent to a target account that UTC day     |
 //! | `<ns>:dead-letter-id`                      | [`dead_letter_counter`]| string     | the last dead letter id issued (INCR)           |
+//! | `<ns>:task-runs:<task>:<attempt>`          | [`task_runs`]          | string     | runs of a task started and not ended (poison)   |
 //!
 //! `<folder>` is the target folder, `<uv>` a UIDVALIDITY in decimal, `<side>` `source` or `target`.
 //!
@@ -170,6 +171,12 @@ pub fn dead_letter_counter(ns: &str) -> String {
     format!("{ns}:dead-letter-id")
 }
 
+/// Runs of one attempt of a task that a worker started and no worker ended with an outcome: a
+/// count that reaches the worker's limit means the task kills its workers (fleet/src/poison.rs).
+pub fn task_runs(ns: &str, task_id: &str, attempt: u32) -> String {
+    format!("{ns}:task-runs:{}:{attempt}", segment(task_id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,6 +226,7 @@ mod tests {
             watermark(ns, "p1"),
             dead_letters(ns),
             dead_letter_counter(ns),
+            task_runs(ns, "t:1", 0),
         ];
         for k in &keys {
             assert!(k.starts_with("mf:"), "{k}");

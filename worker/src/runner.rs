@@ -5,11 +5,18 @@
 //! folder id, never a folder name) and kind; the span continues the trace its publisher sent
 //! along with the task, if any. The runner sees every outcome, so it is where the fleet's task
 //! metrics (`mailferry_fleet::metrics`) are recorded.
+//!
+//! A task that panics is that task's failure, never a dead worker: the unwind is caught around
+//! the task's future and reported as its outcome (`mailferry_fleet::poison::panic_outcome`), so
+//! the delivery is settled, the slot freed, and the pair told why.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use mailferry_fleet::telemetry::{self, TaskStep};
-use mailferry_fleet::{CredentialSource, Store, TaskQueue, metrics};
+use mailferry_fleet::{CredentialSource, Store, TaskQueue, metrics, poison};
+use mailferry_proto::task::Side;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
@@ -45,7 +52,24 @@ pub async fn run<Q, S, C>(
         tokio::spawn(
             async move {
                 let started = std::time::Instant::now();
-                let outcome = engine.run(&task).await;
+                let run = async {
+                    if let Some((endpoint, _)) = engine.creds.account(&task.pair_id, Side::Source)
+                    {
+                        mailferry_fleet::failpoint::hit_task(&endpoint.user);
+                    }
+                    engine.run(&task).await
+                };
+                // The engine's state after a panic: guards (leases, slots, budget) were dropped
+                // by the unwind; pooled sessions the task held were dropped with it.
+                let outcome = match AssertUnwindSafe(run).catch_unwind().await {
+                    Ok(outcome) => outcome,
+                    Err(payload) => {
+                        let outcome = poison::panic_outcome(&task, payload.as_ref());
+                        tracing::error!(task = %task.task_id, pair = %task.pair_id,
+                            "task panicked (a bug in mailferry): {}", poison::panic_message(payload.as_ref()));
+                        outcome
+                    }
+                };
                 let kind = metrics::task_type(&task.body);
                 metrics::record_outcome(kind, &outcome, started.elapsed());
                 tracing::Span::current().record("outcome", metrics::outcome_label(&outcome.body));
