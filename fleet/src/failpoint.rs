@@ -50,6 +50,12 @@ pub fn hit(name: &str) {
     }
 }
 
+/// Whether a poison point (`task_abort@…`, `task_panic@…`) is armed, so the runner looks up a
+/// task's source login only in the tests that need it.
+pub fn task_point_armed() -> bool {
+    armed().is_some_and(|a| a.name.starts_with("task_"))
+}
+
 /// At the start of a task of a pair whose source login is `source_user`: aborts the process
 /// when `task_abort@source_user` is armed, panics when `task_panic@source_user` is (every time,
 /// whatever N).

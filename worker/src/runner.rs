@@ -53,7 +53,9 @@ pub async fn run<Q, S, C>(
             async move {
                 let started = std::time::Instant::now();
                 let run = async {
-                    if let Some((endpoint, _)) = engine.creds.account(&task.pair_id, Side::Source)
+                    if mailferry_fleet::failpoint::task_point_armed()
+                        && let Some((endpoint, _)) =
+                            engine.creds.account(&task.pair_id, Side::Source)
                     {
                         mailferry_fleet::failpoint::hit_task(&endpoint.user);
                     }
