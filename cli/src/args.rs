@@ -10,9 +10,10 @@ use mailferry_coordinator::folders::FolderRules;
 use mailferry_coordinator::options::OptionsSpec;
 use mailferry_coordinator::plan::PlanOptions;
 use mailferry_fleet::{Credentials, Secret};
-use mailferry_proto::task::{Endpoint, TlsMode};
+use mailferry_proto::task::{CaFile, Endpoint, TlsMode};
 
 use crate::endpoint::{self, EndpointUrl};
+use crate::input::{shown, shown_path};
 
 /// mailferry: exact IMAP-to-IMAP mailbox migration.
 #[derive(Debug, Parser)]
@@ -261,6 +262,12 @@ pub struct MigrateArgs {
     pub daily_upload_budget: Option<String>,
 }
 
+/// The largest password file read: a password is short; a larger file is the wrong one.
+const PASSWORD_FILE_LIMIT: u64 = 64 * 1024;
+
+/// The largest `--batch` file read (100,000 records of a few hundred bytes fit well).
+const BATCH_FILE_LIMIT: u64 = 64 << 20;
+
 /// Gmail's documented IMAP upload limit per account and day.
 pub const GMAIL_DAILY_UPLOAD: u64 = 500_000_000;
 
@@ -330,8 +337,43 @@ impl MigrateArgs {
         }
     }
 
-    /// Validates everything, collecting every problem (the shared flags' and migrate's own).
+    /// Validates everything for a run on this machine, collecting every problem: the flags (as
+    /// [`MigrateArgs::request_settings`]), and what would otherwise fail only after the copy
+    /// or never end (report outputs that cannot be written, a dry run repeated for ever).
     pub fn settings(&self, env: &dyn SecretEnv) -> Result<Settings, Vec<String>> {
+        let mut local = Vec::new();
+        let syncs = self
+            .sync_every
+            .as_deref()
+            .is_some_and(|v| parse_interval(v).is_ok_and(|d| d.is_some()));
+        if self.dry_run && syncs {
+            local.push(
+                "--dry-run with --sync-every would plan the same dry pass again and again, copying nothing; drop --sync-every (a dry run is one pass) or --dry-run".to_owned(),
+            );
+        }
+        if let Some(dir) = &self.report_dir
+            && let Err(e) = crate::preflight::report_dir(dir)
+        {
+            local.push(e);
+        }
+        if let Some(file) = &self.report
+            && let Err(e) = crate::preflight::report_file(file)
+        {
+            local.push(e);
+        }
+        match self.request_settings(env) {
+            Ok(s) if local.is_empty() => Ok(s),
+            Ok(_) => Err(local),
+            Err(mut e) => {
+                e.extend(local);
+                Err(e)
+            }
+        }
+    }
+
+    /// Validates the flags a migration is made of (what `ctl create` sends), collecting every
+    /// problem (the shared flags' and migrate's own).
+    pub fn request_settings(&self, env: &dyn SecretEnv) -> Result<Settings, Vec<String>> {
         let mut errors = Vec::new();
         let mut date = |flag: &str, v: &Option<String>| match v {
             None => None,
@@ -587,7 +629,12 @@ impl CommonArgs {
         if let Some(ca) = f.ca
             && !ca.is_file()
         {
-            errors.push(format!("{}-ca {}: no such file", f.flag, ca.display()));
+            errors.push(format!("{}-ca {}: no such file", f.flag, shown_path(ca)));
+        }
+        if let Some(admin) = f.authuser
+            && let Err(e) = endpoint::check_user(admin)
+        {
+            errors.push(format!("{}-authuser: {e}", f.flag));
         }
     }
 
@@ -652,7 +699,10 @@ impl CommonArgs {
                 port: parsed.port,
                 user: parsed.user,
                 tls,
-                ca_file: f.ca.as_ref().map(|p| p.display().to_string()),
+                ca_file: f
+                    .ca
+                    .as_ref()
+                    .map(|p| CaFile::Path(p.to_string_lossy().into_owned())),
                 insecure_skip_verify: f.skip_verify,
             },
             credentials,
@@ -672,20 +722,39 @@ impl CommonArgs {
             return Some(Secret::new(p));
         }
         if let Some(file) = f.password_file {
-            return match std::fs::read_to_string(file) {
-                Ok(s) => Some(Secret::new(s.trim_end_matches(['\r', '\n']))),
+            let shown = shown_path(file);
+            return match crate::input::read_small(file, PASSWORD_FILE_LIMIT) {
+                // Line ends are the editor's, not the password's; nothing else is taken off.
+                Ok(s) => match s.trim_end_matches(['\r', '\n']) {
+                    "" => {
+                        errors.push(format!(
+                            "{}-password-file {shown} is empty: write the password into it",
+                            f.flag
+                        ));
+                        None
+                    }
+                    p => Some(Secret::new(p)),
+                },
                 Err(e) => {
-                    errors.push(format!("{}-password-file {}: {e}", f.flag, file.display()));
+                    errors.push(format!("{}-password-file {shown}: {e}", f.flag));
                     None
                 }
             };
         }
         let p = env.var(f.password_var);
-        if p.is_none() {
-            errors.push(format!(
+        match p.as_deref() {
+            None => errors.push(format!(
                 "no password for {}: set {} or use {}-password-file",
                 f.flag, f.password_var, f.flag
-            ));
+            )),
+            Some("") => {
+                errors.push(format!(
+                    "{} is empty: set it to the password of {}, or use {}-password-file",
+                    f.password_var, f.flag, f.flag
+                ));
+                return None;
+            }
+            Some(_) => {}
         }
         p.map(Secret::new)
     }
@@ -722,6 +791,12 @@ impl CommonArgs {
         let dst = sides.pop();
         let src = sides.pop();
         match (src, dst) {
+            (Some(src), Some(dst)) if same_mailbox(&src.endpoint, &dst.endpoint) => {
+                Err(vec![format!(
+                    "--src and --dst are the same mailbox ({}); a mailbox cannot be migrated onto itself",
+                    shown(&src.endpoint.display())
+                )])
+            }
             (Some(src), Some(dst)) => Ok(PairInput {
                 record: None,
                 src,
@@ -754,10 +829,10 @@ impl CommonArgs {
                 },
             )
             .collect();
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| vec![format!("--batch {}: {e}", file.display())])?;
+        let text = crate::input::read_small(file, BATCH_FILE_LIMIT)
+            .map_err(|e| vec![format!("--batch {}: {e}", shown_path(file))])?;
         let records = crate::batch::parse(&text)
-            .map_err(|e| vec![format!("--batch {}: {e}", file.display())])?;
+            .map_err(|e| vec![format!("--batch {}: {e}", shown_path(file))])?;
         let (Some(Some(src_default)), Some(Some(dst_default))) =
             (defaults.first(), defaults.get(1))
         else {
@@ -766,10 +841,30 @@ impl CommonArgs {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let mut pairs = Vec::new();
+        let mut pairs: Vec<PairInput> = Vec::new();
         let mut bad = Vec::new();
+        // As the API refuses a pair twice in one request: the second record is flagged, and the
+        // pair runs (and is reported) once.
+        let mut seen: std::collections::HashMap<(String, String), u64> = Default::default();
         for r in records {
-            match self.record_pair(&r, src_default, dst_default, env) {
+            let pair = self
+                .record_pair(&r, src_default, dst_default, env)
+                .and_then(|p| {
+                    let key = (mailbox_key(&p.src.endpoint), mailbox_key(&p.dst.endpoint));
+                    match seen.get(&key) {
+                        Some(first) => Err(format!(
+                            "record {}: the same pair as record {first} ({} → {}); it runs once, as record {first}",
+                            r.number,
+                            shown(&p.src.endpoint.display()),
+                            shown(&p.dst.endpoint.display())
+                        )),
+                        None => {
+                            seen.insert(key, r.number);
+                            Ok(p)
+                        }
+                    }
+                });
+            match pair {
                 Ok(p) => pairs.push(p),
                 Err(error) => bad.push(mailferry_proto::report::BadRecord {
                     record: r.number,
@@ -798,6 +893,8 @@ impl CommonArgs {
             let user = r
                 .get(&format!("{prefix}_user"))
                 .ok_or_else(|| format!("record {}: {prefix}_user is empty", r.number))?;
+            endpoint::check_user(user)
+                .map_err(|e| format!("record {}: {prefix}_user: {e}", r.number))?;
             let mut parsed = default.clone();
             parsed.user = user.to_owned();
             if let Some(hp) = r.get(&format!("{prefix}_host")) {
@@ -809,6 +906,8 @@ impl CommonArgs {
                             r.number
                         )
                     })?;
+                endpoint::check_host(&host)
+                    .map_err(|e| format!("record {}: {prefix}_host: {e}", r.number))?;
                 parsed.host = host;
                 if let Some(p) = port {
                     parsed.port = p;
@@ -823,6 +922,11 @@ impl CommonArgs {
         let dst = sides.pop();
         let src = sides.pop();
         match (src, dst) {
+            (Some(src), Some(dst)) if same_mailbox(&src.endpoint, &dst.endpoint) => Err(format!(
+                "record {}: source and target are the same mailbox ({}); a mailbox cannot be migrated onto itself",
+                r.number,
+                shown(&src.endpoint.display())
+            )),
             (Some(src), Some(dst)) => Ok(PairInput {
                 record: Some(r.number),
                 src,
@@ -831,6 +935,16 @@ impl CommonArgs {
             _ => Err(format!("record {}: incomplete", r.number)),
         }
     }
+}
+
+/// Whether two endpoints are one mailbox, by the rule the API applies.
+fn same_mailbox(a: &Endpoint, b: &Endpoint) -> bool {
+    mailferry_coordinator::api::convert::same_mailbox(a, b)
+}
+
+/// What makes a pair's side unique within a batch: user, host (without case) and port.
+fn mailbox_key(e: &Endpoint) -> String {
+    format!("{}@{}:{}", e.user, e.host.to_ascii_lowercase(), e.port)
 }
 
 /// Which side a flag belongs to.

@@ -2,6 +2,10 @@
 //! header. Columns: `src_user`, `dst_user` (required); `src_password`, `dst_password`,
 //! `src_host`, `dst_host` (`HOST[:PORT]`, optional). A record that cannot be used is reported by
 //! its number and the others still run.
+//!
+//! Column names and the user and host fields are trimmed of surrounding white space (spreadsheets
+//! add it); passwords are taken exactly as written, spaces included. The file is bounded: at most
+//! [`MAX_RECORDS`] records of fields of at most [`MAX_FIELD`] bytes.
 
 use std::collections::HashMap;
 
@@ -14,6 +18,15 @@ pub const COLUMNS: &[&str] = &[
     "src_host",
     "dst_host",
 ];
+
+/// Columns whose fields are trimmed of surrounding white space; never a secret.
+const TRIMMED: &[&str] = &["src_user", "dst_user", "src_host", "dst_host"];
+
+/// The most records a batch file may hold (as many as one API request may carry).
+pub const MAX_RECORDS: usize = 100_000;
+
+/// The longest field, in bytes: user names, hosts and passwords are far shorter.
+pub const MAX_FIELD: usize = 4096;
 
 /// One data record: its number (1 = first after the header) and its fields by column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +48,8 @@ impl Record {
 }
 
 /// Splits CSV text into rows of fields (RFC 4180: `,` separates, `"` quotes, `""` is a quote
-/// inside quotes, CRLF or LF ends a row outside quotes). Errors name the line.
+/// inside quotes, CRLF or LF ends a row outside quotes). Errors name the line. At most
+/// [`MAX_RECORDS`] rows besides the header, fields of at most [`MAX_FIELD`] bytes.
 pub fn parse_rows(text: &str) -> Result<Vec<Vec<String>>, String> {
     let mut rows = Vec::new();
     let mut row = Vec::new();
@@ -45,6 +59,11 @@ pub fn parse_rows(text: &str) -> Result<Vec<Vec<String>>, String> {
     let mut line = 1usize;
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
+        if field.len() >= MAX_FIELD {
+            return Err(format!(
+                "line {line}: a field longer than {MAX_FIELD} bytes; no user name, host or password is that long"
+            ));
+        }
         if in_quotes {
             match c {
                 '"' if chars.peek() == Some(&'"') => {
@@ -78,8 +97,13 @@ pub fn parse_rows(text: &str) -> Result<Vec<Vec<String>>, String> {
             '\n' => {
                 row.push(std::mem::take(&mut field));
                 quoted_field = false;
-                rows.push(std::mem::take(&mut row));
+                push_row(&mut rows, std::mem::take(&mut row));
                 line += 1;
+                if rows.len() > MAX_RECORDS + 1 {
+                    return Err(format!(
+                        "more than {MAX_RECORDS} records; split the file into several batches"
+                    ));
+                }
             }
             _ if quoted_field => return Err(format!("line {line}: text after a closing quote")),
             _ => field.push(c),
@@ -90,11 +114,21 @@ pub fn parse_rows(text: &str) -> Result<Vec<Vec<String>>, String> {
     }
     if !field.is_empty() || !row.is_empty() || quoted_field {
         row.push(field);
+        push_row(&mut rows, row);
+    }
+    if rows.len() > MAX_RECORDS + 1 {
+        return Err(format!(
+            "more than {MAX_RECORDS} records; split the file into several batches"
+        ));
+    }
+    Ok(rows)
+}
+
+/// Keeps a row unless it is blank: blank lines carry no record.
+fn push_row(rows: &mut Vec<Vec<String>>, row: Vec<String>) {
+    if !(row.len() == 1 && row[0].trim().is_empty()) {
         rows.push(row);
     }
-    // Blank lines carry no record.
-    rows.retain(|r| !(r.len() == 1 && r[0].trim().is_empty()));
-    Ok(rows)
 }
 
 /// Reads the records of a batch file. Errors concern the whole file (nothing runs).
@@ -108,11 +142,19 @@ pub fn parse(text: &str) -> Result<Vec<Record>, String> {
         .iter()
         .map(|h| h.trim().to_ascii_lowercase())
         .collect();
-    for h in &header {
+    for (i, h) in header.iter().enumerate() {
         if !COLUMNS.contains(&h.as_str()) {
             return Err(format!(
-                "unknown column {h:?}; the columns are {}",
+                "unknown column \"{}\"; the columns are {}",
+                crate::input::shown(h),
                 COLUMNS.join(", ")
+            ));
+        }
+        if let Some(j) = header[..i].iter().position(|o| o == h) {
+            return Err(format!(
+                "the header names column {h} twice (columns {} and {}); keep one",
+                j + 1,
+                i + 1
             ));
         }
     }
@@ -126,7 +168,12 @@ pub fn parse(text: &str) -> Result<Vec<Record>, String> {
         let number = i as u64 + 1;
         let mut fields = HashMap::new();
         for (k, v) in header.iter().zip(row.iter()) {
-            fields.insert(k.clone(), v.trim().to_owned());
+            let v = if TRIMMED.contains(&k.as_str()) {
+                v.trim()
+            } else {
+                v.as_str()
+            };
+            fields.insert(k.clone(), v.to_owned());
         }
         if row.len() > header.len() {
             // Kept as a record so the problem is reported against its number.
@@ -182,5 +229,41 @@ mod tests {
         );
         let recs = parse("src_user,dst_user\na,b,c\n").unwrap();
         assert!(recs[0].fields.contains_key("_extra"));
+        let e = parse("src_user,dst_user, SRC_USER\na,b,c\n").unwrap_err();
+        assert!(e.contains("column src_user twice (columns 1 and 3)"), "{e}");
+        let e = parse("src_user,dst_user,pass\rword\n").unwrap_err();
+        assert!(!e.contains('\r'), "{e:?}");
+    }
+
+    #[test]
+    fn passwords_keep_their_spaces_users_and_hosts_lose_theirs() {
+        let recs =
+            parse("src_user , dst_user,src_password,dst_host\n alice , bob ,\" pw \", h:1 \n")
+                .unwrap();
+        assert_eq!(recs[0].get("src_user"), Some("alice"));
+        assert_eq!(recs[0].get("dst_user"), Some("bob"));
+        assert_eq!(recs[0].get("src_password"), Some(" pw "));
+        assert_eq!(recs[0].get("dst_host"), Some("h:1"));
+    }
+
+    #[test]
+    fn files_are_bounded() {
+        let long = format!("src_user,dst_user\n{},b\n", "a".repeat(MAX_FIELD + 1));
+        assert!(
+            parse(&long)
+                .unwrap_err()
+                .contains("line 2: a field longer than")
+        );
+        let mut many = String::from("src_user,dst_user\n");
+        for i in 0..=MAX_RECORDS {
+            many.push_str(&format!("u{i},v{i}\n"));
+        }
+        assert!(
+            parse(&many)
+                .unwrap_err()
+                .contains("more than 100000 records")
+        );
+        let at_limit = many.rsplitn(2, "u100000").nth(1).unwrap_or_default();
+        assert_eq!(parse(at_limit).unwrap().len(), MAX_RECORDS);
     }
 }

@@ -256,7 +256,7 @@ async fn create(
     connect: Connect,
     as_json: bool,
 ) -> Result<i32, Failed> {
-    let settings = spec::usable(a.migrate.settings(env), &a.migrate.common)?;
+    let settings = spec::usable(a.migrate.request_settings(env), &a.migrate.common)?;
     for flag in spec::unused_by_fleet(&a.migrate) {
         eprintln!(
             "warning: {flag} is not used by a fleet migration: the workers' configuration sets connections and rates, the coordinator keeps state and reports"

@@ -47,11 +47,13 @@ pub fn parse(url: &str, flag: &str) -> Result<EndpointUrl, String> {
     if user.is_empty() {
         return Err(format!("{flag} has an empty user name"));
     }
+    check_user(&user).map_err(|e| format!("{flag}: {e}"))?;
     let (host, port) = split_host_port(hostport)
         .ok_or_else(|| format!("{flag}: {hostport:?} is not HOST or HOST:PORT"))?;
     if host.is_empty() {
         return Err(format!("{flag} has no host"));
     }
+    check_host(&host).map_err(|e| format!("{flag}: {e}"))?;
     Ok(EndpointUrl {
         tls,
         user,
@@ -59,6 +61,37 @@ pub fn parse(url: &str, flag: &str) -> Result<EndpointUrl, String> {
         host,
         port: port.unwrap_or(default_port),
     })
+}
+
+/// A user name as IMAP can carry it: no control characters (a CR/LF would end the LOGIN line
+/// and start another command; a NUL ends SASL PLAIN's field). The error never echoes it raw.
+pub fn check_user(user: &str) -> Result<(), String> {
+    if user.chars().any(char::is_control) {
+        return Err(format!(
+            "the user name \"{}\" holds a control character (CR, LF, NUL, ...); no IMAP login has one",
+            crate::input::shown(user)
+        ));
+    }
+    if user.len() > 1024 {
+        return Err("the user name is longer than 1024 bytes".into());
+    }
+    Ok(())
+}
+
+/// A host name or address: no white space, control characters or `/`, at most 253 bytes (as
+/// the API's edge checks). The error never echoes control characters raw.
+pub fn check_host(host: &str) -> Result<(), String> {
+    if host.len() > 253
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        return Err(format!(
+            "\"{}\" is not a host name or address",
+            crate::input::shown(host)
+        ));
+    }
+    Ok(())
 }
 
 /// `HOST`, `HOST:PORT`, `[IPv6]` or `[IPv6]:PORT`.
@@ -118,6 +151,7 @@ pub fn parse_host(url: &str, flag: &str) -> Result<EndpointUrl, String> {
     if host.is_empty() {
         return Err(usage());
     }
+    check_host(&host).map_err(|e| format!("{flag}: {e}"))?;
     Ok(EndpointUrl {
         tls,
         user: String::new(),
@@ -174,6 +208,24 @@ mod tests {
         }
         let err = parse("imaps://u:secret%zz@h", "--src").unwrap_err();
         assert!(!err.contains("secret"));
+    }
+
+    #[test]
+    fn control_characters_in_users_and_hosts_are_refused_and_never_echoed() {
+        for bad in [
+            "imaps://a%0d%0aA1%20DELETE%20INBOX@h",
+            "imaps://a%00b@h",
+            "imaps://a%0Ab@h",
+            "imaps://a@h\nx",
+            "imaps://a@h x",
+            "imaps://a\r\nb@h",
+        ] {
+            let e = parse(bad, "--src").expect_err(bad);
+            assert!(!e.contains(['\r', '\n', '\0']), "{bad}: {e:?}");
+        }
+        let e = parse("imaps://a%0d%0ab@h", "--src").unwrap_err();
+        assert!(e.contains("control character"), "{e}");
+        assert!(parse_host("imaps://h\r\n", "--src").is_err());
     }
 
     #[test]

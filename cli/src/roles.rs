@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use mailferry_coordinator::api::ca::CaDir;
 use mailferry_coordinator::api::{self, Api, TlsFiles, Tokens};
 use mailferry_coordinator::control::{Control, ControlConfig};
 use mailferry_fleet::amqp::{AmqpQueue, Role};
@@ -41,6 +42,10 @@ pub struct CoordinatorArgs {
     /// Seconds a probe (login check at create) waits for a worker.
     #[arg(long, env = "MAILFERRY_PROBE_TIMEOUT", default_value_t = 120)]
     pub probe_timeout: u64,
+    /// Directory of CA bundles (PEM) that API clients may name in an endpoint's `ca_file` (by
+    /// file name or relative path); without it, only inline `ca_pem` is taken.
+    #[arg(long, env = "MAILFERRY_CA_DIR", value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
 }
 
 /// `mailferry worker`.
@@ -127,6 +132,14 @@ pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>)
             eprintln!(
                 "error: MAILFERRY_API_TOKENS_FILE is not set: the file of accepted API tokens, one per line"
             );
+            return exit::USAGE;
+        }
+    };
+    let cas = match args.ca_dir.as_deref().map(CaDir::open) {
+        None => CaDir::none(),
+        Some(Ok(cas)) => cas,
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
             return exit::USAGE;
         }
     };
@@ -221,7 +234,15 @@ pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>)
             }
         }
     };
-    let code = match api::serve(Api::new(control), tokens, tls, listener, shutdown).await {
+    let code = match api::serve(
+        Api::new(control).with_ca_dir(cas),
+        tokens,
+        tls,
+        listener,
+        shutdown,
+    )
+    .await
+    {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("error: {e}");

@@ -37,8 +37,9 @@ pub struct Endpoint {
     pub user: String,
     /// How TLS is used.
     pub tls: TlsMode,
-    /// Extra trusted CA certificate (PEM file path).
-    pub ca_file: Option<String>,
+    /// An extra trusted CA bundle: a file the local user named, or PEM text (what the API's
+    /// edge reads from its CA directory or takes inline; the fleet stores nothing else).
+    pub ca_file: Option<CaFile>,
     /// Skip certificate verification (never the default).
     pub insecure_skip_verify: bool,
 }
@@ -47,6 +48,53 @@ impl Endpoint {
     /// `user@host:port`, for messages to people. Never contains a secret.
     pub fn display(&self) -> String {
         format!("{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
+/// Where an endpoint's extra trusted CA bundle comes from.
+///
+/// A [`CaFile::Path`] is read by whoever connects, so only the local command line may make one
+/// (its user owns the machine); an API client's choice of file is resolved at the API's edge,
+/// inside the CA directory its operator configured, into [`CaFile::Pem`].
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaFile {
+    /// A PEM file on this machine.
+    Path(String),
+    /// PEM text: one or more `CERTIFICATE` blocks.
+    Pem(String),
+}
+
+impl std::fmt::Debug for CaFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CaFile::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            // A CA bundle is public, but kilobytes of base64 make every log line unreadable.
+            CaFile::Pem(pem) => write!(f, "Pem({} bytes)", pem.len()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CaFile {
+    /// Accepts the tagged form, and the bare path string endpoints were stored with before the
+    /// PEM form existed (sealed pairs of a running migration keep working after an upgrade).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Tagged {
+            Path(String),
+            Pem(String),
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Stored {
+            Legacy(String),
+            Tagged(Tagged),
+        }
+        Ok(match Stored::deserialize(d)? {
+            Stored::Legacy(p) | Stored::Tagged(Tagged::Path(p)) => CaFile::Path(p),
+            Stored::Tagged(Tagged::Pem(pem)) => CaFile::Pem(pem),
+        })
     }
 }
 
@@ -510,4 +558,28 @@ pub struct UpdateResult {
     pub expunged: u64,
     /// Things the user should know (flags the folder does not keep, no UIDPLUS).
     pub warnings: Vec<Warning>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ca_files_round_trip_and_legacy_paths_still_read() {
+        for ca in [
+            CaFile::Path("/etc/ca.pem".into()),
+            CaFile::Pem("-----BEGIN".into()),
+        ] {
+            let json = serde_json::to_string(&ca).expect("serialize");
+            assert_eq!(serde_json::from_str::<CaFile>(&json).expect(&json), ca);
+        }
+        assert_eq!(
+            serde_json::from_str::<CaFile>(r#""/old/ca.pem""#).expect("legacy"),
+            CaFile::Path("/old/ca.pem".into())
+        );
+        assert_eq!(
+            format!("{:?}", CaFile::Pem("x".repeat(5000))),
+            "Pem(5000 bytes)"
+        );
+    }
 }

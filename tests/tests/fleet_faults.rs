@@ -211,6 +211,7 @@ async fn create_in_small_batches(fleet: &Fleet, pairs: &[Pair], batch_messages: 
         tls: pb::TlsMode::None as i32,
         ca_file: String::new(),
         insecure_skip_verify: false,
+        ca_pem: String::new(),
     };
     let password = |a: &TestAccount| pb::Credentials {
         kind: Some(pb::credentials::Kind::Password(a.password.clone())),

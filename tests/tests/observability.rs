@@ -82,6 +82,7 @@ fn endpoint(a: &TestAccount) -> pb::Endpoint {
         tls: pb::TlsMode::None as i32,
         ca_file: String::new(),
         insecure_skip_verify: false,
+        ca_pem: String::new(),
     }
 }
 

@@ -9,7 +9,7 @@ use mailferry_fleet::Credentials;
 use mailferry_proto::grpc::v1::{
     self as v1, AdminLogin, FolderMap, MigrationOptions, OAuth2Token, PairSpec, credentials::Kind,
 };
-use mailferry_proto::task::{self, TlsMode};
+use mailferry_proto::task::{self, CaFile, TlsMode};
 
 use super::client::Failed;
 use crate::args::{CommonArgs, MigrateArgs, PairInput, Settings, parse_size};
@@ -63,15 +63,20 @@ pub fn pair_specs(pairs: &[PairInput]) -> Result<Vec<PairSpec>, Failed> {
     for p in pairs {
         let src = credentials(&p.src.credentials, "--src");
         let dst = credentials(&p.dst.credentials, "--dst");
-        match (src, dst) {
-            (Ok(src), Ok(dst)) => specs.push(PairSpec {
-                source: Some(endpoint(&p.src.endpoint)),
+        let source = endpoint(&p.src.endpoint, "--src");
+        let target = endpoint(&p.dst.endpoint, "--dst");
+        match (src, dst, source, target) {
+            (Ok(src), Ok(dst), Ok(source), Ok(target)) => specs.push(PairSpec {
+                source: Some(source),
                 source_credentials: Some(src),
-                target: Some(endpoint(&p.dst.endpoint)),
+                target: Some(target),
                 target_credentials: Some(dst),
             }),
-            (src, dst) => {
-                for e in [src.err(), dst.err()].into_iter().flatten() {
+            (src, dst, source, target) => {
+                for e in [src.err(), dst.err(), source.err(), target.err()]
+                    .into_iter()
+                    .flatten()
+                {
                     // Every record of a batch uses the same flags: say it once.
                     if !errors.contains(&e) {
                         errors.push(e);
@@ -86,21 +91,37 @@ pub fn pair_specs(pairs: &[PairInput]) -> Result<Vec<PairSpec>, Failed> {
     }
 }
 
-fn endpoint(e: &task::Endpoint) -> v1::Endpoint {
+/// An endpoint as the API takes it. A `--src-ca`/`--dst-ca` file is read here and its PEM sent
+/// inline: the coordinator reads no file an API client names outside its own CA directory.
+fn endpoint(e: &task::Endpoint, flag: &str) -> Result<v1::Endpoint, String> {
     let tls = match e.tls {
         TlsMode::Implicit => v1::TlsMode::Implicit,
         TlsMode::Starttls => v1::TlsMode::Starttls,
         TlsMode::None => v1::TlsMode::None,
     };
-    v1::Endpoint {
+    let ca_pem = match &e.ca_file {
+        None => String::new(),
+        Some(CaFile::Pem(pem)) => pem.clone(),
+        Some(CaFile::Path(path)) => {
+            let shown = crate::input::shown(path);
+            crate::input::read_small(std::path::Path::new(path), CA_LIMIT)
+                .map_err(|e| format!("{flag}-ca {shown}: {e}"))?
+        }
+    };
+    Ok(v1::Endpoint {
         host: e.host.clone(),
         port: u32::from(e.port),
         user: e.user.clone(),
         tls: tls.into(),
-        ca_file: e.ca_file.clone().unwrap_or_default(),
+        ca_file: String::new(),
         insecure_skip_verify: e.insecure_skip_verify,
-    }
+        ca_pem,
+    })
 }
+
+/// The largest CA bundle (or token file) read: the coordinator takes at most 64 KiB of PEM, and
+/// access tokens are a few KiB.
+const CA_LIMIT: u64 = 64 * 1024;
 
 fn credentials(c: &Credentials, flag: &str) -> Result<v1::Credentials, String> {
     let kind = match c {
@@ -113,8 +134,8 @@ fn credentials(c: &Credentials, flag: &str) -> Result<v1::Credentials, String> {
             access_token: token.expose().to_owned(),
         }),
         Credentials::OAuth2 { token_file } => {
-            let shown = token_file.display();
-            let text = std::fs::read_to_string(token_file)
+            let shown = crate::input::shown_path(token_file);
+            let text = crate::input::read_small(token_file, CA_LIMIT)
                 .map_err(|e| format!("{flag}-oauth2-token-file {shown}: {e}"))?;
             let token = text.trim();
             if token.is_empty() {
@@ -256,7 +277,7 @@ mod tests {
     #[test]
     fn settings_become_pair_specs_with_their_secrets() {
         let m = migrate(&["--dst-authuser", "admin", "--src-tls", "starttls"]);
-        let s = usable(m.settings(&Env), &m.common).unwrap();
+        let s = usable(m.request_settings(&Env), &m.common).unwrap();
         let specs = pair_specs(&s.pairs).unwrap();
         assert_eq!(specs.len(), 1);
         let src = specs[0].source.as_ref().unwrap();
@@ -287,7 +308,7 @@ mod tests {
         let file = dir.path().join("token");
         std::fs::write(&file, "ya29.tok-1\n").unwrap();
         let m = migrate(&["--src-oauth2-token-file", file.to_str().unwrap()]);
-        let s = usable(m.settings(&Env), &m.common).unwrap();
+        let s = usable(m.request_settings(&Env), &m.common).unwrap();
         let specs = pair_specs(&s.pairs).unwrap();
         assert_eq!(
             specs[0].source_credentials.as_ref().unwrap().kind,
@@ -368,7 +389,7 @@ mod tests {
             "imaps://new.example",
         ];
         let m = Cli::try_parse_from(argv).unwrap().migrate;
-        let Err(f) = usable(m.settings(&Env), &m.common) else {
+        let Err(f) = usable(m.request_settings(&Env), &m.common) else {
             panic!("bad records must stop the request")
         };
         assert_eq!(f.code, 2);

@@ -5,7 +5,9 @@
 use mailferry_fleet::{Credentials, Secret};
 use mailferry_proto::grpc::v1 as pb;
 use mailferry_proto::report::PairStatus;
-use mailferry_proto::task::{Endpoint, Side, TlsMode};
+use mailferry_proto::task::{CaFile, Endpoint, Side, TlsMode};
+
+use super::ca::{self, CaDir};
 
 use crate::control::{
     ControlError, FailureView, MigrationView, NewPair, PairView, Totals, state_name,
@@ -30,8 +32,34 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// An endpoint from the wire.
-pub fn endpoint(e: Option<&pb::Endpoint>, field: &str) -> Result<Endpoint, ControlError> {
+/// The extra CA of an endpoint: a bundle of the CA directory or inline PEM, never a path a worker
+/// would open. A `ca_file` refused gets [`ca::REFUSED`] whatever the cause; the cause is logged.
+fn ca(e: &pb::Endpoint, field: &str, cas: &CaDir) -> Result<Option<CaFile>, ControlError> {
+    match (e.ca_file.is_empty(), e.ca_pem.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => Err(invalid(
+            format!("{field}.ca_pem"),
+            "set ca_file or ca_pem, not both",
+        )),
+        (false, true) => cas.resolve(&e.ca_file).map(Some).map_err(|why| {
+            tracing::warn!(field = %format_args!("{field}.ca_file"), why, "CA bundle refused");
+            invalid(format!("{field}.ca_file"), ca::REFUSED)
+        }),
+        (true, false) => ca::inline(&e.ca_pem).map(Some).map_err(|why| {
+            invalid(
+                format!("{field}.ca_pem"),
+                format!("{why}: send the PEM text of one or more CA certificates"),
+            )
+        }),
+    }
+}
+
+/// An endpoint from the wire; its CA bundle is taken from `cas` or inline.
+pub fn endpoint(
+    e: Option<&pb::Endpoint>,
+    field: &str,
+    cas: &CaDir,
+) -> Result<Endpoint, ControlError> {
     let e = e.ok_or_else(|| invalid(field, "is required"))?;
     let host = e.host.trim();
     if host.is_empty() {
@@ -93,7 +121,7 @@ pub fn endpoint(e: Option<&pb::Endpoint>, field: &str) -> Result<Endpoint, Contr
         port,
         user: e.user.clone(),
         tls,
-        ca_file: (!e.ca_file.is_empty()).then(|| e.ca_file.clone()),
+        ca_file: ca(e, field, cas)?,
         insecure_skip_verify: e.insecure_skip_verify,
     })
 }
@@ -129,10 +157,17 @@ pub fn credentials(c: Option<&pb::Credentials>, field: &str) -> Result<Credentia
     }
 }
 
+/// Whether two endpoints are one mailbox: the same user on the same host (names compared
+/// without case, as DNS does) and port, whatever the TLS settings.
+pub fn same_mailbox(a: &Endpoint, b: &Endpoint) -> bool {
+    a.user == b.user && a.port == b.port && a.host.eq_ignore_ascii_case(&b.host)
+}
+
 /// Pairs from the wire: at least one, each valid, no two alike (nor alike one of `existing`).
 pub fn pairs(
     pairs: &[pb::PairSpec],
     existing: &[(String, String)],
+    cas: &CaDir,
 ) -> Result<Vec<NewPair>, ControlError> {
     if pairs.is_empty() {
         return Err(invalid("pairs", "at least one pair is required"));
@@ -147,8 +182,8 @@ pub fn pairs(
     let mut out = Vec::with_capacity(pairs.len());
     for (i, p) in pairs.iter().enumerate() {
         let f = format!("pairs[{i}]");
-        let source = endpoint(p.source.as_ref(), &format!("{f}.source"))?;
-        let target = endpoint(p.target.as_ref(), &format!("{f}.target"))?;
+        let source = endpoint(p.source.as_ref(), &format!("{f}.source"), cas)?;
+        let target = endpoint(p.target.as_ref(), &format!("{f}.target"), cas)?;
         let source_credentials = credentials(
             p.source_credentials.as_ref(),
             &format!("{f}.source_credentials"),
@@ -157,7 +192,7 @@ pub fn pairs(
             p.target_credentials.as_ref(),
             &format!("{f}.target_credentials"),
         )?;
-        if source == target {
+        if same_mailbox(&source, &target) {
             return Err(invalid(&f, "source and target are the same mailbox"));
         }
         let key = (source.display(), target.display());
@@ -461,6 +496,7 @@ mod tests {
             tls,
             ca_file: String::new(),
             insecure_skip_verify: false,
+            ca_pem: String::new(),
         }
     }
 
@@ -488,28 +524,31 @@ mod tests {
 
     #[test]
     fn every_wrong_field_is_named() {
-        assert_eq!(field(pairs(&[], &[]).expect_err("empty")), "pairs");
+        assert_eq!(
+            field(pairs(&[], &[], &CaDir::none()).expect_err("empty")),
+            "pairs"
+        );
         let mut bad_tls = spec("127.0.0.1", "127.0.0.2");
         bad_tls.source.as_mut().expect("s").tls = 9;
         assert_eq!(
-            field(pairs(&[bad_tls], &[]).expect_err("tls")),
+            field(pairs(&[bad_tls], &[], &CaDir::none()).expect_err("tls")),
             "pairs[0].source.tls"
         );
         let clear = spec("127.0.0.1", "mail.example.org");
         assert_eq!(
-            field(pairs(&[clear], &[]).expect_err("clear")),
+            field(pairs(&[clear], &[], &CaDir::none()).expect_err("clear")),
             "pairs[0].target.tls"
         );
         let mut no_user = spec("127.0.0.1", "127.0.0.2");
         no_user.target.as_mut().expect("t").user.clear();
         assert_eq!(
-            field(pairs(&[no_user], &[]).expect_err("user")),
+            field(pairs(&[no_user], &[], &CaDir::none()).expect_err("user")),
             "pairs[0].target.user"
         );
         let mut no_pw = spec("127.0.0.1", "127.0.0.2");
         no_pw.source_credentials = None;
         assert_eq!(
-            field(pairs(&[no_pw], &[]).expect_err("pw")),
+            field(pairs(&[no_pw], &[], &CaDir::none()).expect_err("pw")),
             "pairs[0].source_credentials"
         );
         let mut empty_token = spec("127.0.0.1", "127.0.0.2");
@@ -519,18 +558,25 @@ mod tests {
             })),
         });
         assert_eq!(
-            field(pairs(&[spec("127.0.0.1", "127.0.0.3"), empty_token], &[]).expect_err("token")),
+            field(
+                pairs(
+                    &[spec("127.0.0.1", "127.0.0.3"), empty_token],
+                    &[],
+                    &CaDir::none()
+                )
+                .expect_err("token")
+            ),
             "pairs[1].target_credentials.oauth2.access_token"
         );
         let mut big_port = spec("127.0.0.1", "127.0.0.2");
         big_port.source.as_mut().expect("s").port = 70_000;
         assert_eq!(
-            field(pairs(&[big_port], &[]).expect_err("port")),
+            field(pairs(&[big_port], &[], &CaDir::none()).expect_err("port")),
             "pairs[0].source.port"
         );
         let a = spec("127.0.0.1", "127.0.0.2");
         assert_eq!(
-            field(pairs(&[a.clone(), a], &[]).expect_err("dup")),
+            field(pairs(&[a.clone(), a], &[], &CaDir::none()).expect_err("dup")),
             "pairs[1]"
         );
     }
@@ -540,7 +586,7 @@ mod tests {
         let mut s = spec("127.0.0.1", "127.0.0.2");
         s.source.as_mut().expect("s").tls = 0;
         s.source.as_mut().expect("s").host = "localhost".into();
-        let p = pairs(&[s], &[]).expect("valid");
+        let p = pairs(&[s], &[], &CaDir::none()).expect("valid");
         assert_eq!(p[0].source.port, 993);
         assert_eq!(p[0].target.port, 143);
         assert!(!format!("{:?}", p[0]).contains("\"a\""));
@@ -550,11 +596,62 @@ mod tests {
                 access_token: "ya29.a0-token\n".into(),
             })),
         });
-        let p = pairs(&[t], &[]).expect("valid");
+        let p = pairs(&[t], &[], &CaDir::none()).expect("valid");
         assert!(
             matches!(&p[0].source_credentials, Credentials::OAuth2Token(s) if s.expose() == "ya29.a0-token")
         );
         assert!(!format!("{:?}", p[0]).contains("ya29"));
+    }
+
+    fn message(e: ControlError) -> String {
+        match e {
+            ControlError::Invalid { field, message } => format!("{field}: {message}"),
+            other => panic!("not invalid: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_refused_ca_file_gets_the_same_answer() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(dir.path().join("notes.txt"), "not a certificate").expect("write");
+        let cas = CaDir::open(dir.path()).expect("open");
+        let answers: Vec<String> = ["/etc/passwd", "../x", "missing.pem", "notes.txt", "."]
+            .into_iter()
+            .map(|name| {
+                let mut s = spec("127.0.0.1", "127.0.0.2");
+                s.source.as_mut().expect("s").ca_file = name.into();
+                message(pairs(&[s], &[], &cas).expect_err(name))
+            })
+            .collect();
+        assert!(answers.iter().all(|a| *a == answers[0]), "{answers:#?}");
+        assert_eq!(
+            answers[0],
+            format!("pairs[0].source.ca_file: {}", ca::REFUSED)
+        );
+        let mut both = spec("127.0.0.1", "127.0.0.2");
+        both.target.as_mut().expect("t").ca_file = "a.pem".into();
+        both.target.as_mut().expect("t").ca_pem = "x".into();
+        assert_eq!(
+            field(pairs(&[both], &[], &cas).expect_err("both")),
+            "pairs[0].target.ca_pem"
+        );
+    }
+
+    #[test]
+    fn one_mailbox_on_both_sides_is_refused_whatever_its_tls() {
+        let mut s = spec("127.0.0.1", "127.0.0.1");
+        s.target.as_mut().expect("t").tls = 2;
+        s.target.as_mut().expect("t").port = 143;
+        assert_eq!(
+            field(pairs(&[s], &[], &CaDir::none()).expect_err("same")),
+            "pairs[0]"
+        );
+        let mut s = spec("localhost", "LOCALHOST");
+        s.target.as_mut().expect("t").insecure_skip_verify = true;
+        assert_eq!(
+            field(pairs(&[s], &[], &CaDir::none()).expect_err("same")),
+            "pairs[0]"
+        );
     }
 
     #[test]

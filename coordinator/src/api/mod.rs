@@ -5,6 +5,7 @@
 //! CreateMigration call starts, and the worker tasks of that pass, belong to the caller's trace.
 
 pub mod auth;
+pub mod ca;
 pub mod convert;
 pub mod service;
 

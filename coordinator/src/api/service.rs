@@ -9,6 +9,7 @@ use mailferry_proto::grpc::v1 as pb;
 use mailferry_proto::grpc::v1::migration_service_server::MigrationService;
 use tonic::{Request, Response, Status};
 
+use super::ca::CaDir;
 use super::convert;
 use crate::control::{Control, ControlError, NewMigration};
 
@@ -16,12 +17,21 @@ use crate::control::{Control, ControlError, NewMigration};
 #[derive(Clone)]
 pub struct Api {
     control: Control,
+    cas: CaDir,
 }
 
 impl Api {
-    /// A service over the control plane.
+    /// A service over the control plane; endpoints may name no CA file (inline PEM only).
     pub fn new(control: Control) -> Api {
-        Api { control }
+        Api {
+            control,
+            cas: CaDir::none(),
+        }
+    }
+
+    /// Endpoints may name CA bundles of this directory (`--ca-dir`).
+    pub fn with_ca_dir(self, cas: CaDir) -> Api {
+        Api { cas, ..self }
     }
 }
 
@@ -78,7 +88,7 @@ impl MigrationService for Api {
         req: Request<pb::CheckMailboxesRequest>,
     ) -> Result<Response<pb::CheckMailboxesResponse>, Status> {
         let req = req.into_inner();
-        let pairs = convert::pairs(&req.pairs, &[]).map_err(status)?;
+        let pairs = convert::pairs(&req.pairs, &[], &self.cas).map_err(status)?;
         let options = convert::options(req.options.as_ref());
         let names: Vec<(String, String)> = pairs
             .iter()
@@ -122,7 +132,7 @@ impl MigrationService for Api {
                 "request_id: is required (1 to 200 characters, unique per migration you mean to create)",
             ));
         }
-        let pairs = convert::pairs(&req.pairs, &[]).map_err(status)?;
+        let pairs = convert::pairs(&req.pairs, &[], &self.cas).map_err(status)?;
         let options = convert::options(req.options.as_ref());
         if let Err(mut e) = options.validate("options") {
             let e = e.remove(0);
@@ -159,7 +169,7 @@ impl MigrationService for Api {
             .iter()
             .map(|p| (p.record.source.display(), p.record.target.display()))
             .collect();
-        let pairs = convert::pairs(&req.pairs, &existing).map_err(status)?;
+        let pairs = convert::pairs(&req.pairs, &existing, &self.cas).map_err(status)?;
         let view = self
             .control
             .add_pairs(&req.migration_id, pairs, req.skip_probe)

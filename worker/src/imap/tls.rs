@@ -1,14 +1,17 @@
 //! TLS for IMAP connections: rustls with the ring provider, the system's roots plus an optional
-//! CA file, and an explicit, loudly-warned way to skip verification.
+//! CA bundle (a local file or PEM text), an explicit, loudly-warned way to skip verification,
+//! and handshake failures told as advice that fits the cause (a wrong name is not a missing CA).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use mailferry_proto::ErrorKind;
-use mailferry_proto::task::{Endpoint, Side};
+use mailferry_proto::task::{CaFile, Endpoint, Side};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use rustls_pki_types::pem::PemObject;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -37,27 +40,68 @@ pub fn client_config(ep: &Endpoint, side: Side) -> ImapResult<ClientConfig> {
     for cert in native.certs {
         let _ = roots.add(cert);
     }
-    if let Some(path) = &ep.ca_file {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| err(format!("cannot read the CA file {path}: {e}")))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| {
-                err(format!(
-                    "the CA file {path} is not a PEM certificate file: {e}"
-                ))
-            })?;
-        if certs.is_empty() {
-            return Err(err(format!("the CA file {path} holds no certificate")));
+    match &ep.ca_file {
+        None => {}
+        Some(CaFile::Path(path)) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| err(format!("cannot read the CA file {}: {e}", shown(path))))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| {
+                    err(format!(
+                        "the CA file {} is not a PEM certificate file: {e}",
+                        shown(path)
+                    ))
+                })?;
+            add_all(
+                &mut roots,
+                certs,
+                &format!("the CA file {}", shown(path)),
+                err,
+            )?;
         }
-        for c in certs {
-            roots.add(c).map_err(|e| {
-                err(format!(
-                    "the CA file {path} holds an unusable certificate: {e}"
-                ))
-            })?;
+        Some(CaFile::Pem(pem)) => {
+            // Checked at the API's edge; a failure here means a store written by another version.
+            let certs: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(pem.as_bytes())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| {
+                        err(format!(
+                            "the CA bundle sent with the endpoint is not PEM: {e}"
+                        ))
+                    })?;
+            add_all(
+                &mut roots,
+                certs,
+                "the CA bundle sent with the endpoint",
+                err,
+            )?;
         }
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// Adds every certificate of a CA bundle (`what` names it in errors) to `roots`.
+fn add_all(
+    roots: &mut RootCertStore,
+    certs: Vec<CertificateDer<'static>>,
+    what: &str,
+    err: impl Fn(String) -> ImapError,
+) -> ImapResult<()> {
+    if certs.is_empty() {
+        return Err(err(format!("{what} holds no certificate")));
+    }
+    for c in certs {
+        roots
+            .add(c)
+            .map_err(|e| err(format!("{what} holds an unusable certificate: {e}")))?;
+    }
+    Ok(())
+}
+
+/// A path or name for a message: control characters escaped, so a hostile name cannot forge
+/// lines in a terminal or log.
+fn shown(s: &str) -> String {
+    s.chars().flat_map(char::escape_default).collect()
 }
 
 /// Runs the TLS handshake over `tcp`.
@@ -82,25 +126,11 @@ pub async fn handshake(
     let connector = TlsConnector::from(Arc::new(config));
     match tokio::time::timeout(timeout, connector.connect(name, tcp)).await {
         Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => {
-            let text = e.to_string();
-            let advice = if text.contains("UnknownIssuer") || text.contains("certificate") {
-                format!(
-                    "the server's certificate is not trusted ({text}); add its CA with --{}-ca FILE",
-                    side_flag(side)
-                )
-            } else {
-                format!(
-                    "TLS handshake failed ({text}); check the port and the TLS mode (--{}-tls)",
-                    side_flag(side)
-                )
-            };
-            Err(ImapError::new(
-                ErrorKind::Connect,
-                side,
-                format!("{side} {}: {advice}", ep.display()),
-            ))
-        }
+        Ok(Err(e)) => Err(ImapError::new(
+            ErrorKind::Connect,
+            side,
+            format!("{side} {}: {}", ep.display(), advice(&e, ep, side)),
+        )),
         Err(_) => Err(ImapError::new(
             ErrorKind::Connect,
             side,
@@ -111,6 +141,64 @@ pub async fn handshake(
             ),
         )),
     }
+}
+
+/// What a failed handshake means and what to do about it. A certificate for other names is not
+/// cured by trusting a CA, so only an unknown issuer advises `--src-ca`/`--dst-ca`.
+fn advice(e: &std::io::Error, ep: &Endpoint, side: Side) -> String {
+    let flag = side_flag(side);
+    let cert = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(c)) => c,
+        _ => {
+            return format!(
+                "TLS handshake failed ({}); check the port and the TLS mode (--{flag}-tls)",
+                shown(&e.to_string())
+            );
+        }
+    };
+    let host = shown(&ep.host);
+    match cert {
+        CertificateError::NotValidForNameContext { presented, .. } => {
+            let names = names_text(presented);
+            format!(
+                "the server's certificate is not valid for {host}: it is for {names}; connect by a name the certificate holds (in --{flag}), or ask the server's operator for a certificate naming {host}"
+            )
+        }
+        CertificateError::NotValidForName => format!(
+            "the server's certificate is not valid for {host} (it is for other names); connect by a name the certificate holds (in --{flag}), or ask the server's operator for a certificate naming {host}"
+        ),
+        CertificateError::UnknownIssuer if ep.ca_file.is_some() => format!(
+            "the server's certificate is not signed by a trusted CA, nor by the CA given with --{flag}-ca; give the CA that signed it with --{flag}-ca FILE"
+        ),
+        CertificateError::UnknownIssuer => format!(
+            "the server's certificate is not signed by a trusted CA; add its CA with --{flag}-ca FILE"
+        ),
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => format!(
+            "the server's certificate has expired ({}); ask the server's operator to renew it",
+            shown(&cert.to_string())
+        ),
+        other => format!(
+            "the server's certificate is not accepted ({}); check that --{flag} names the right server",
+            shown(&other.to_string())
+        ),
+    }
+}
+
+/// At most a few of the certificate's names (they come from the server), escaped.
+fn names_text(presented: &[String]) -> String {
+    const SHOWN: usize = 8;
+    if presented.is_empty() {
+        return "no name at all (no subjectAltName)".into();
+    }
+    let mut names: Vec<String> = presented
+        .iter()
+        .take(SHOWN)
+        .map(|n| shown(&n.chars().take(255).collect::<String>()))
+        .collect();
+    if presented.len() > SHOWN {
+        names.push(format!("and {} more", presented.len() - SHOWN));
+    }
+    names.join(", ")
 }
 
 fn side_flag(side: Side) -> &'static str {
@@ -166,5 +254,93 @@ impl ServerCertVerifier for NoVerification {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mailferry_proto::task::TlsMode;
+
+    use super::*;
+
+    fn endpoint(ca: Option<CaFile>) -> Endpoint {
+        Endpoint {
+            host: "127.0.0.2".into(),
+            port: 993,
+            user: "alice".into(),
+            tls: TlsMode::Implicit,
+            ca_file: ca,
+            insecure_skip_verify: false,
+        }
+    }
+
+    fn failed(c: CertificateError) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(c),
+        )
+    }
+
+    #[test]
+    fn a_wrong_name_never_advises_a_ca_and_lists_the_names() {
+        let with_ca = endpoint(Some(CaFile::Path("/tmp/ca.pem".into())));
+        let wrong_name = CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("127.0.0.2").expect("name"),
+            presented: vec!["DNS:localhost".into(), "IP:127.0.0.1".into()],
+        };
+        for (c, ep) in [
+            (wrong_name, &with_ca),
+            (CertificateError::NotValidForName, &endpoint(None)),
+        ] {
+            let text = advice(&failed(c), ep, Side::Source);
+            assert!(!text.contains("--src-ca"), "{text}");
+            assert!(text.contains("not valid for 127.0.0.2"), "{text}");
+            assert!(
+                text.contains("connect by a name the certificate holds"),
+                "{text}"
+            );
+        }
+        let wrong_name = CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("127.0.0.2").expect("name"),
+            presented: vec!["DNS:localhost".into(), "IP:127.0.0.1".into()],
+        };
+        let text = advice(&failed(wrong_name), &with_ca, Side::Target);
+        assert!(
+            text.contains("it is for DNS:localhost, IP:127.0.0.1;"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_issuer_advises_the_ca_flag() {
+        let text = advice(
+            &failed(CertificateError::UnknownIssuer),
+            &endpoint(None),
+            Side::Target,
+        );
+        assert!(text.contains("add its CA with --dst-ca FILE"), "{text}");
+        let with_ca = endpoint(Some(CaFile::Pem(String::new())));
+        let text = advice(
+            &failed(CertificateError::UnknownIssuer),
+            &with_ca,
+            Side::Source,
+        );
+        assert!(text.contains("nor by the CA given with --src-ca"), "{text}");
+    }
+
+    #[test]
+    fn server_given_names_are_bounded_and_escaped() {
+        let many: Vec<String> = (0..20).map(|i| format!("n{i}\r\n.example")).collect();
+        let text = names_text(&many);
+        assert!(!text.contains('\r') && !text.contains('\n'), "{text}");
+        assert!(text.ends_with("and 12 more"), "{text}");
+        assert_eq!(names_text(&[]), "no name at all (no subjectAltName)");
+    }
+
+    #[test]
+    fn inline_pem_that_is_not_a_certificate_is_a_config_error() {
+        let ep = endpoint(Some(CaFile::Pem("not pem at all".into())));
+        let e = client_config(&ep, Side::Source).expect_err("no certificate");
+        assert_eq!(e.kind, ErrorKind::Config);
     }
 }
