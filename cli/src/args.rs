@@ -192,6 +192,10 @@ pub struct CommonArgs {
     /// Seconds of silence from a server before a wait is given up.
     #[arg(long, env = "MAILFERRY_TIMEOUT", default_value_t = 120)]
     pub timeout: u64,
+    /// Most folders an account may list; more is refused before anything is planned (each
+    /// folder costs memory and work, and a server may list any number).
+    #[arg(long, env = "MAILFERRY_MAX_FOLDERS", default_value_t = mailferry_worker::engine::DEFAULT_MAX_FOLDERS)]
+    pub max_folders: usize,
     /// Print the report or summary as one JSON document on stdout.
     #[arg(long, env = "MAILFERRY_JSON")]
     pub json: bool,

@@ -191,8 +191,7 @@ async fn copy_locked<S: Store, C: CredentialSource>(
             .items
             .iter()
             .filter(|(uid, _)| !sent.contains(uid))
-            .map(|(_, size)| size)
-            .sum();
+            .fold(0u64, |a, (_, size)| a.saturating_add(*size));
         if unsent > 0
             && let Err(e) = engine
                 .store
@@ -242,7 +241,7 @@ async fn spend_budget<S: Store, C: CredentialSource>(
         ));
     }
     // The whole batch in one call when it fits, which is the common case.
-    let total: u64 = fits.iter().map(|i| i.size).sum();
+    let total = fits.iter().fold(0u64, |a, i| a.saturating_add(i.size));
     let mut send = Vec::new();
     if engine
         .store
@@ -321,10 +320,25 @@ async fn copy_todo<S: Store, C: CredentialSource>(
     let consumer = appender.consume(rx);
     let (p, c) = tokio::join!(producer, consumer);
     c?;
-    let vanished = p?;
+    let produced = p?;
     appender.verify().await?;
-    for uid in vanished {
-        if let Some(item) = todo.iter().find(|i| i.uid == uid) {
+    report_produced(task, &todo, produced, result);
+    engine.release(pair, src);
+    engine.release(pair, dst);
+    Ok(())
+}
+
+/// Records what the producer could not copy as asked, and the bodies of another size than
+/// announced.
+fn report_produced(
+    task: &CopyBatchTask,
+    todo: &[BatchItem],
+    produced: super::pipeline::Produced,
+    result: &mut CopyResult,
+) {
+    let item = |uid: u32| todo.iter().find(|i| i.uid == uid);
+    for uid in produced.vanished {
+        if let Some(item) = item(uid) {
             result.failed.push(failure(
                 task,
                 item,
@@ -333,9 +347,26 @@ async fn copy_todo<S: Store, C: CredentialSource>(
             ));
         }
     }
-    engine.release(pair, src);
-    engine.release(pair, dst);
-    Ok(())
+    for (asked, got) in produced.wrong {
+        if let Some(item) = item(asked) {
+            result.failed.push(failure(
+                task,
+                item,
+                FailureKind::WrongMessage,
+                format!("asked for UID {asked}, the source answered with UID {got}; the message was not copied"),
+            ));
+        }
+    }
+    let folder = task.source.path.display_slash();
+    for (uid, announced, received) in produced.size_mismatch {
+        result.warnings.push(Warning {
+            code: WarningCode::SizeMismatch,
+            folder: Some(folder.clone()),
+            message: format!(
+                "message UID {uid} in source folder {folder:?}: the source announced {announced} bytes (RFC822.SIZE) but served {received}, also when fetched again; it was copied as served"
+            ),
+        });
+    }
 }
 
 pub(super) fn failure(

@@ -197,7 +197,8 @@ pub async fn inventory_folder(
     if let Some(last) = inv.messages.last()
         && inv.uidnext <= last.uid
     {
-        inv.uidnext = last.uid + 1;
+        // A UID of 4294967295 leaves no next UID: UIDNEXT stays at the maximum.
+        inv.uidnext = last.uid.saturating_add(1);
     }
     Ok(inv)
 }
