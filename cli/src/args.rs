@@ -198,6 +198,10 @@ pub struct CommonArgs {
     /// or the wait is given up (a server trickling bytes never trips the inactivity timeout).
     #[arg(long, env = "MAILFERRY_MIN_RATE", default_value = "4K", value_parser = rate_arg)]
     pub min_rate: u64,
+    /// Most folders an account may list; more is refused before anything is planned (each
+    /// folder costs memory and work, and a server may list any number).
+    #[arg(long, env = "MAILFERRY_MAX_FOLDERS", default_value_t = mailferry_worker::engine::DEFAULT_MAX_FOLDERS)]
+    pub max_folders: usize,
     /// Print the report or summary as one JSON document on stdout.
     #[arg(long, env = "MAILFERRY_JSON")]
     pub json: bool,

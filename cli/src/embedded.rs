@@ -89,6 +89,7 @@ fn engine_config(common: &CommonArgs, budget: u64) -> EngineConfig {
             ..ConnectOptions::default()
         },
         budget_bytes: budget - budget / 4,
+        max_folders: common.max_folders.max(1),
         max_bytes_per_second: common.limits().bytes_per_second,
         max_messages_per_second: common.limits().messages_per_second,
         // `--connections` (or the provider's preset) bounds sessions per account and side,

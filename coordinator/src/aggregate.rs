@@ -29,6 +29,8 @@ pub struct PairTally {
     failed_folders: HashSet<String>,
     planned_bytes: u64,
     throttles: u32,
+    /// Some source folder was refused by the server (see `FolderPlan::refused`).
+    refused_folders: bool,
 }
 
 impl PairTally {
@@ -68,6 +70,7 @@ impl PairTally {
             failed_folders: HashSet::new(),
             planned_bytes: 0,
             throttles: 0,
+            refused_folders: false,
         }
     }
 
@@ -77,6 +80,18 @@ impl PairTally {
         self.summary.skipped_folders = plan.skipped.clone();
         for w in &plan.warnings {
             self.warn(w.clone());
+        }
+        for r in &plan.refused {
+            let msg = format!(
+                "folder {:?} was not migrated: {}; check the account's rights on it, then run again",
+                r.name, r.reason
+            );
+            self.summary.error = Some(match self.summary.error.take() {
+                Some(e) if !e.contains(&msg) => format!("{e}; {msg}"),
+                Some(e) => e,
+                None => msg,
+            });
+            self.refused_folders = true;
         }
     }
 
@@ -105,7 +120,7 @@ impl PairTally {
         for (_, fig) in &plan.figures {
             f.already_present += fig.already_present;
             f.excluded += fig.excluded;
-            planned_bytes += fig.planned_bytes;
+            planned_bytes = u64::saturating_add(planned_bytes, fig.planned_bytes);
         }
         let (present, excluded): (u64, u64) = plan.figures.iter().fold((0, 0), |a, (_, x)| {
             (a.0 + x.already_present, a.1 + x.excluded)
@@ -114,7 +129,7 @@ impl PairTally {
         self.summary.already_present += present;
         self.summary.excluded += excluded;
         self.summary.planned += planned;
-        self.planned_bytes += planned_bytes;
+        self.planned_bytes = self.planned_bytes.saturating_add(planned_bytes);
     }
 
     /// A folder the watermark shows unchanged since a complete pass.
@@ -150,7 +165,10 @@ impl PairTally {
 
     /// A batch's outcome.
     pub fn add_copy(&mut self, batch: &CopyBatchTask, res: &CopyResult) {
-        let bytes: u64 = res.copied.iter().map(|c| c.bytes).sum();
+        let bytes = res
+            .copied
+            .iter()
+            .fold(0u64, |a, c| a.saturating_add(c.bytes));
         let copied = res.copied.len() as u64;
         let failed = res.failed.len() as u64;
         for c in &res.copied {
@@ -161,10 +179,10 @@ impl PairTally {
         }
         let f = self.folder(&batch.target_raw);
         f.copied += copied;
-        f.bytes += bytes;
+        f.bytes = f.bytes.saturating_add(bytes);
         f.failed += failed;
         self.summary.messages_copied += copied;
-        self.summary.bytes_copied += bytes;
+        self.summary.bytes_copied = self.summary.bytes_copied.saturating_add(bytes);
         self.summary.failed += failed;
         self.summary.failures.extend(res.failed.iter().cloned());
         for w in &res.warnings {
@@ -341,7 +359,9 @@ impl PairTally {
                 ),
             });
         }
-        if self.summary.status == PairStatus::Completed && self.summary.failed > 0 {
+        if self.summary.status == PairStatus::Completed
+            && (self.summary.failed > 0 || self.refused_folders)
+        {
             self.summary.status = PairStatus::CompletedWithFailures;
         }
         if self.summary.deferred > 0

@@ -27,12 +27,18 @@ fn account_report(account: &str, l: &AccountListing) -> AccountReport {
         capabilities: l.capabilities.clone(),
         personal_prefix: l.personal_prefix.clone(),
         delimiter: l.delimiter.map(String::from),
-        messages: folders.iter().map(|f| u64::from(f.messages)).sum(),
-        bytes: folders.iter().map(|f| f.bytes).sum(),
+        messages: saturating_sum(folders.iter().map(|f| u64::from(f.messages))),
+        bytes: saturating_sum(folders.iter().map(|f| f.bytes)),
         folders,
         quota: l.quota,
         append_limit: l.append_limit,
     }
+}
+
+/// The sum of server-given figures: a server that reports sizes near `u64::MAX` must not wrap
+/// the total to a small number that passes the quota check (issue 10).
+fn saturating_sum(figures: impl Iterator<Item = u64>) -> u64 {
+    figures.fold(0, u64::saturating_add)
 }
 
 fn mb(bytes: u64) -> String {
@@ -64,14 +70,15 @@ pub fn report(
     let bytes_needed: u64 = src_folders()
         .filter_map(|f| f.sizes.as_ref())
         .map(|s| {
-            s.bytes
-                - s.oversized
+            let left_out = saturating_sum(
+                s.oversized
                     .iter()
                     .filter(|(_, sz)| max_size.is_some_and(|m| *sz > m))
-                    .map(|(_, sz)| sz)
-                    .sum::<u64>()
+                    .map(|(_, sz)| *sz),
+            );
+            s.bytes.saturating_sub(left_out)
         })
-        .sum();
+        .fold(0, u64::saturating_add);
     let oversized: Vec<(String, u32, u64)> = src_folders()
         .flat_map(|f| {
             f.sizes.iter().flat_map(move |s| {
@@ -94,18 +101,19 @@ pub fn report(
                 "the target has {} of quota free but the migration needs up to {}: raise the target's quota by {} or leave folders out with --exclude",
                 mb(free),
                 mb(bytes_needed),
-                mb(bytes_needed - free)
+                mb(bytes_needed.saturating_sub(free))
             ),
         });
     }
     if let Some(q) = list.target.quota
         && let (Some(limit), Some(used)) = (q.messages_limit, q.messages_used)
     {
-        let count: u64 = src_folders()
-            .filter_map(|f| f.status)
-            .map(|s| u64::from(s.messages))
-            .sum();
-        if used + count > limit {
+        let count = saturating_sum(
+            src_folders()
+                .filter_map(|f| f.status)
+                .map(|s| u64::from(s.messages)),
+        );
+        if used.saturating_add(count) > limit {
             problems.push(Problem {
                 blocking: true,
                 message: format!("the target allows {limit} messages and holds {used}; the migration brings up to {count}: raise the message quota"),

@@ -112,6 +112,9 @@ pub struct FolderPlan {
     pub skipped: Vec<SkippedFolder>,
     /// Things the user should know about the mapping.
     pub warnings: Vec<Warning>,
+    /// Source folders the server refused (STATUS answered `NO [NOPERM]` or the like): not
+    /// migrated, and a failure of the pair. They are in `skipped` too.
+    pub refused: Vec<SkippedFolder>,
 }
 
 /// Common localized names of special-use folders (RFC 6154 roles), for servers that do not
@@ -387,6 +390,23 @@ fn choose_target<'a>(
     plan: &mut FolderPlan,
 ) -> Option<Candidate<'a>> {
     let display = f.path.display_slash();
+    if let Some(u) = &f.unavailable {
+        // Issue 10: one folder the server will not report on is skipped; the others go on.
+        skip(plan, display.clone(), &u.reason);
+        if u.vanished {
+            let message = format!(
+                "source folder \"{display}\" was deleted during the run and was skipped ({})",
+                u.reason
+            );
+            warn(plan, WarningCode::FolderVanished, Some(display), message);
+        } else {
+            plan.refused.push(SkippedFolder {
+                name: display,
+                reason: u.reason.clone(),
+            });
+        }
+        return None;
+    }
     if !rules.include.is_empty() && !rules.include.iter().any(|r| r.is_match(&display)) {
         skip(plan, display, "not matched by any --include");
         return None;
@@ -735,6 +755,7 @@ mod tests {
             subscribed: true,
             status: None,
             sizes: None,
+            unavailable: None,
         }
     }
 

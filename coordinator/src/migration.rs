@@ -346,10 +346,12 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                 // One generation per run in the embedded mode: a rerun plans afresh.
                 let plan = plan_chain(&inv, &t.sources, 1, &self.opts.plan);
                 run.tally.add_plan(&inv, &plan);
-                let (msgs, bytes) = plan
-                    .figures
-                    .iter()
-                    .fold((0, 0), |a, (_, f)| (a.0 + f.planned, a.1 + f.planned_bytes));
+                let (msgs, bytes) = plan.figures.iter().fold((0u64, 0u64), |a, (_, f)| {
+                    (
+                        a.0.saturating_add(f.planned),
+                        a.1.saturating_add(f.planned_bytes),
+                    )
+                });
                 progress.folder_planned(&run.spec, &inv.target.display_slash(), msgs, bytes);
                 let modseqs = inv
                     .sources
@@ -423,7 +425,10 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
             }
             (OutcomeBody::Copy(res), TaskBody::CopyBatch(batch)) => {
                 let res: CopyResult = *res;
-                let bytes: u64 = res.copied.iter().map(|c| c.bytes).sum();
+                let bytes = res
+                    .copied
+                    .iter()
+                    .fold(0u64, |a, c| a.saturating_add(c.bytes));
                 progress.copied(
                     &run.spec,
                     &batch.target.display_slash(),
@@ -866,6 +871,7 @@ mod tests {
                         highestmodseq: None,
                     }),
                     sizes: None,
+                    unavailable: None,
                 })
                 .collect(),
             other_namespace_folders: vec![],

@@ -151,13 +151,15 @@ pub fn plan_chain(
                 continue;
             }
             fig.planned += 1;
-            fig.planned_bytes += m.size;
+            // Sizes are the server's word: saturate, never wrap (issue 10).
+            fig.planned_bytes = fig.planned_bytes.saturating_add(m.size);
             if !items.is_empty()
-                && (items.len() >= opts.batch_messages || bytes + m.size > opts.batch_bytes)
+                && (items.len() >= opts.batch_messages
+                    || bytes.saturating_add(m.size) > opts.batch_bytes)
             {
                 flush(&mut items, &mut bytes, &mut batches);
             }
-            bytes += m.size;
+            bytes = bytes.saturating_add(m.size);
             items.push(BatchItem {
                 uid: m.uid,
                 size: m.size,

@@ -181,7 +181,7 @@ mod tests {
         FolderInventory {
             raw: raw.into(),
             uidvalidity: uv,
-            uidnext: messages.last().map_or(1, |m| m.uid + 1),
+            uidnext: messages.last().map_or(1, |m| m.uid.saturating_add(1)),
             permanent_flags: vec![],
             messages,
         }

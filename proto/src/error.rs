@@ -40,6 +40,9 @@ pub enum FailureKind {
     FolderRefused,
     /// The message vanished from the source before it could be fetched.
     VanishedFromSource,
+    /// Asked for one message, the source answered with another (another UID): a protocol
+    /// failure of the source server for that message, not a deletion.
+    WrongMessage,
     /// The copy could not be completed after retries (network, server errors).
     Transient,
     /// The mailbox could not be logged into.
@@ -69,6 +72,9 @@ impl FailureKind {
             FailureKind::VanishedFromSource => {
                 "the message was deleted on the source during the run; nothing to do"
             }
+            FailureKind::WrongMessage => {
+                "the source server answered with another message than the one asked (a server fault); report it to the source's administrator, then run again"
+            }
             FailureKind::Transient => "run again; already copied messages are not copied twice",
             FailureKind::Auth => "check the user name and password (or token), then run again",
             FailureKind::Connect => {
@@ -87,6 +93,7 @@ impl std::fmt::Display for FailureKind {
             FailureKind::Rejected => "target rejected the message",
             FailureKind::FolderRefused => "target refused the folder",
             FailureKind::VanishedFromSource => "message vanished from the source",
+            FailureKind::WrongMessage => "source answered with another message",
             FailureKind::Transient => "copy did not complete",
             FailureKind::Auth => "login failed",
             FailureKind::Connect => "server unreachable",

@@ -50,6 +50,16 @@ pub enum WarningCode {
     DeletionsNotPropagated,
     /// The target account's daily upload budget was reached; the rest waits for the next day.
     DailyBudgetReached,
+    /// A server answered outside the protocol in a way mailferry could work around (e.g. an
+    /// APPENDUID naming more UIDs than messages appended); what it said was not used.
+    ProtocolError,
+    /// A message's body was not the size the source announced (RFC822.SIZE), even when
+    /// fetched again; it was copied as served. Some servers (Exchange) announce approximate
+    /// sizes.
+    SizeMismatch,
+    /// A source folder was deleted while the run went on (listed, then `[NONEXISTENT]`); it
+    /// was skipped.
+    FolderVanished,
     /// Anything else.
     Other,
 }

@@ -332,6 +332,20 @@ pub struct FolderListing {
     pub status: Option<FolderStatus>,
     /// Sizes, when the task asked for them.
     pub sizes: Option<FolderSizes>,
+    /// Set when the server refused STATUS of this folder (deleted since LIST, or no right to
+    /// read it): the folder is skipped with this reason, and the others go on.
+    #[serde(default)]
+    pub unavailable: Option<FolderUnavailable>,
+}
+
+/// Why a listed folder cannot be migrated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderUnavailable {
+    /// It no longer exists (`[NONEXISTENT]`): a warning. Otherwise the server refused it
+    /// (`[NOPERM]`, …): a failure naming the folder.
+    pub vanished: bool,
+    /// What the server said.
+    pub reason: String,
 }
 
 /// STATUS figures (RFC 3501 §6.3.10, RFC 7162 HIGHESTMODSEQ).

@@ -10,6 +10,8 @@
 //! * [`cli`]: find (or build) the `mailferry` binary and run it with a timeout.
 //! * [`verify`]: snapshot an account and compare source with target through a folder mapping.
 //! * [`fake_server`]: a scripted fake IMAP server for misbehaving-server cases.
+//! * [`scripted`]: an honest minimal IMAP server over an in-memory account, with quirks and
+//!   per-command overrides, for behaviours Dovecot cannot play.
 //! * [`proxy`]: a TCP proxy in front of a real server that can cut one connection mid-stream.
 //! * [`otlp`]: an in-process OTLP trace receiver that keeps the spans fleet processes export.
 //! * [`oauth2`]: OAuth 2.0 access tokens (JWTs) the test servers accept, current or expired.
@@ -41,6 +43,7 @@ pub mod imap_client;
 pub mod oauth2;
 pub mod otlp;
 pub mod proxy;
+pub mod scripted;
 pub mod servers;
 pub mod tls;
 pub mod verify;

@@ -191,8 +191,7 @@ async fn copy_locked<S: Store, C: CredentialSource>(
             .items
             .iter()
             .filter(|(uid, _)| !sent.contains(uid))
-            .map(|(_, size)| size)
-            .sum();
+            .fold(0u64, |a, (_, size)| a.saturating_add(*size));
         if unsent > 0
             && let Err(e) = engine
                 .store
@@ -242,7 +241,7 @@ async fn spend_budget<S: Store, C: CredentialSource>(
         ));
     }
     // The whole batch in one call when it fits, which is the common case.
-    let total: u64 = fits.iter().map(|i| i.size).sum();
+    let total = fits.iter().fold(0u64, |a, i| a.saturating_add(i.size));
     let mut send = Vec::new();
     if engine
         .store
@@ -321,10 +320,25 @@ async fn copy_todo<S: Store, C: CredentialSource>(
     let consumer = appender.consume(rx);
     let (p, c) = tokio::join!(producer, consumer);
     c?;
-    let vanished = p?;
+    let produced = p?;
     appender.verify().await?;
-    for uid in vanished {
-        if let Some(item) = todo.iter().find(|i| i.uid == uid) {
+    report_produced(task, &todo, produced, result);
+    engine.release(pair, src);
+    engine.release(pair, dst);
+    Ok(())
+}
+
+/// Records what the producer could not copy as asked, and the bodies of another size than
+/// announced.
+fn report_produced(
+    task: &CopyBatchTask,
+    todo: &[BatchItem],
+    produced: super::pipeline::Produced,
+    result: &mut CopyResult,
+) {
+    let item = |uid: u32| todo.iter().find(|i| i.uid == uid);
+    for uid in produced.vanished {
+        if let Some(item) = item(uid) {
             result.failed.push(failure(
                 task,
                 item,
@@ -333,9 +347,26 @@ async fn copy_todo<S: Store, C: CredentialSource>(
             ));
         }
     }
-    engine.release(pair, src);
-    engine.release(pair, dst);
-    Ok(())
+    for (asked, got) in produced.wrong {
+        if let Some(item) = item(asked) {
+            result.failed.push(failure(
+                task,
+                item,
+                FailureKind::WrongMessage,
+                format!("asked for UID {asked}, the source answered with UID {got}; the message was not copied"),
+            ));
+        }
+    }
+    let folder = task.source.path.display_slash();
+    for (uid, announced, received) in produced.size_mismatch {
+        result.warnings.push(Warning {
+            code: WarningCode::SizeMismatch,
+            folder: Some(folder.clone()),
+            message: format!(
+                "message UID {uid} in source folder {folder:?}: the source announced {announced} bytes (RFC822.SIZE) but served {received}, also when fetched again; it was copied as served"
+            ),
+        });
+    }
 }
 
 pub(super) fn failure(
@@ -401,18 +432,20 @@ async fn already_copied<S: Store, C: CredentialSource>(
         let items = dst
             .uid_fetch_all(
                 &format!("{fetch_from}:*"),
-                &format!("UID BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]"),
+                &format!("UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]"),
             )
             .await?;
         // RFC 3501 §6.4.8: `n:*` also matches the last message when n is past the end.
         for t in items.into_iter().filter(|t| t.uid >= fetch_from) {
             let hk = key::header_key(&t.header.unwrap_or_default());
             let k = match hk {
-                Some(h) if refined.contains(&h) => body_of(dst, t.uid)
+                Some(h) if refined.contains(&h) => body_of(dst, t.uid, t.size)
                     .await?
                     .map(|b| key::refine(h, key::body_digest(&b))),
                 Some(h) => Some(h),
-                None if any_fallback => body_of(dst, t.uid).await?.map(|b| key::fallback_key(&b)),
+                None if any_fallback => body_of(dst, t.uid, t.size)
+                    .await?
+                    .map(|b| key::fallback_key(&b)),
                 None => None,
             };
             if let Some(k) = k {
@@ -459,7 +492,16 @@ async fn settle(
     Ok(())
 }
 
-async fn body_of(conn: &mut Connection, uid: u32) -> ImapResult<Option<bytes::Bytes>> {
+/// One message's body, of the size the server announced for it (a server that announced none
+/// gets the default allowance of a response).
+async fn body_of(
+    conn: &mut Connection,
+    uid: u32,
+    size: Option<u64>,
+) -> ImapResult<Option<bytes::Bytes>> {
+    if let Some(size) = size {
+        conn.expect_message(size);
+    }
     let items = conn
         .uid_fetch_all(&uid.to_string(), "UID BODY.PEEK[]")
         .await?;

@@ -126,6 +126,7 @@ async fn refine_folder<S: Store, C: CredentialSource>(
             continue;
         };
         let _permit = engine.budget.acquire(m.size).await;
+        conn.expect_message(m.size);
         let items = conn
             .uid_fetch_all(&m.uid.to_string(), "UID BODY.PEEK[]")
             .await?;
@@ -197,7 +198,8 @@ pub async fn inventory_folder(
     if let Some(last) = inv.messages.last()
         && inv.uidnext <= last.uid
     {
-        inv.uidnext = last.uid + 1;
+        // A UID of 4294967295 leaves no next UID: UIDNEXT stays at the maximum.
+        inv.uidnext = last.uid.saturating_add(1);
     }
     Ok(inv)
 }

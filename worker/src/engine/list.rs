@@ -4,15 +4,15 @@
 use std::collections::HashSet;
 
 use mailferry_fleet::{CredentialSource, Store};
-use mailferry_proto::FolderRole;
 use mailferry_proto::task::{
-    AccountListing, FolderListing, FolderSizes, ListResult, ListTask, Side,
+    AccountListing, FolderListing, FolderSizes, FolderUnavailable, ListResult, ListTask, Side,
 };
+use mailferry_proto::{ErrorKind, FolderRole};
 
 use super::Engine;
 use crate::imap::ops::FolderTree;
 use crate::imap::{Connection, ImapResult};
-use crate::mailbox::name::decode_name;
+use crate::mailbox::name::{decode_name, lossy_name};
 
 /// Runs a List task.
 pub async fn run<S: Store, C: CredentialSource>(
@@ -23,7 +23,13 @@ pub async fn run<S: Store, C: CredentialSource>(
     let side = |side: Side, larger_than: Option<u64>| async move {
         let mut c = engine.open(pair, side).await?;
         c.deselect().await?;
-        let r = list_account(&mut c, task.with_sizes, larger_than).await?;
+        let r = list_account(
+            &mut c,
+            task.with_sizes,
+            larger_than,
+            engine.config.max_folders,
+        )
+        .await?;
         engine.release(pair, c);
         Ok(r)
     };
@@ -45,17 +51,28 @@ pub async fn run<S: Store, C: CredentialSource>(
     Ok(ListResult { source, target })
 }
 
-/// Lists one account.
+/// Lists one account; more than `max_folders` folders is a configuration error (the limit is
+/// raised on purpose, never silently).
 pub async fn list_account(
     conn: &mut Connection,
     with_sizes: bool,
     larger_than: Option<u64>,
+    max_folders: usize,
 ) -> ImapResult<AccountListing> {
     let FolderTree {
         namespaces: ns,
         entries,
         subscribed,
     } = conn.folder_tree().await?;
+    if entries.len() > max_folders {
+        return Err(conn.err(
+            ErrorKind::Config,
+            format!(
+                "the account lists {} folders, more than the {max_folders} allowed; if it really has that many, raise the limit with --max-folders (MAILFERRY_MAX_FOLDERS)",
+                entries.len()
+            ),
+        ));
+    }
     let subscribed: HashSet<String> = subscribed.into_iter().map(|e| e.name).collect();
     let (prefix, ns_delim) = ns.personal.clone().unwrap_or_default();
     let delimiter = ns_delim.or_else(|| entries.iter().find_map(|e| e.delimiter));
@@ -70,7 +87,9 @@ pub async fn list_account(
                 && (e.name.starts_with(p.as_str())
                     || e.delimiter.is_some_and(|d| format!("{}{d}", e.name) == *p))
         });
-        let decoded = decode_name(&e.name, e.delimiter.or(delimiter), &prefix);
+        // The target's name comes from the decoded form; bytes that are not text become U+FFFD
+        // and the name counts as undecodable (a warning). `raw` keeps every byte for the source.
+        let decoded = decode_name(&lossy_name(&e.name), e.delimiter.or(delimiter), &prefix);
         if in_other || !decoded.in_personal_namespace {
             others.push(e.name);
             continue;
@@ -93,6 +112,7 @@ pub async fn list_account(
             selectable,
             status: None,
             sizes: None,
+            unavailable: None,
         });
     }
     // One pipelined round of STATUS commands: an unchanged mailbox costs little more than its
@@ -104,10 +124,22 @@ pub async fn list_account(
         .collect();
     let statuses = conn.statuses(&raws).await?;
     for (f, st) in folders.iter_mut().filter(|f| f.selectable).zip(statuses) {
-        f.status = Some(st);
+        match st {
+            Ok(st) => f.status = Some(st),
+            Err(refused) => {
+                tracing::warn!(folder = %f.raw, "{}", refused.message);
+                f.unavailable = Some(FolderUnavailable {
+                    vanished: refused.vanished,
+                    reason: refused.message,
+                });
+            }
+        }
     }
     if with_sizes {
-        for f in folders.iter_mut().filter(|f| f.selectable) {
+        for f in folders
+            .iter_mut()
+            .filter(|f| f.selectable && f.unavailable.is_none())
+        {
             f.sizes = Some(folder_sizes(conn, &f.raw, larger_than).await?);
         }
     }
@@ -143,7 +175,8 @@ async fn folder_sizes(
     let tag = conn.start_uid_fetch("1:*", "UID RFC822.SIZE").await?;
     while let Some(item) = conn.next_fetch(&tag).await? {
         let size = item.size.unwrap_or(0);
-        sizes.bytes += size;
+        // Server-given: saturate rather than wrap (issue 10).
+        sizes.bytes = sizes.bytes.saturating_add(size);
         sizes.largest = sizes.largest.max(size);
         if larger_than.is_some_and(|l| size > l) {
             sizes.oversized.push((item.uid, size));

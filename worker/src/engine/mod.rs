@@ -42,6 +42,9 @@ pub struct EngineConfig {
     pub sync_literal_above: u64,
     /// Messages fetched per UID FETCH command.
     pub fetch_chunk: usize,
+    /// Most folders an account may list: every folder costs memory and a task, and a server
+    /// may list any number (issue 10: 100,000 folders took 765 MB).
+    pub max_folders: usize,
     /// Bytes of APPEND data sent ahead of the server's answers (beyond one command).
     pub max_unanswered_bytes: u64,
     /// How long a target folder must stay unchanged before messages of unknown origin are
@@ -76,6 +79,7 @@ impl Default for EngineConfig {
             multiappend_max_bytes: 8 << 20,
             sync_literal_above: 1 << 20,
             fetch_chunk: 200,
+            max_folders: DEFAULT_MAX_FOLDERS,
             max_unanswered_bytes: 4 << 20,
             settle: std::time::Duration::from_secs(1),
             max_bytes_per_second: None,
@@ -88,6 +92,10 @@ impl Default for EngineConfig {
         }
     }
 }
+
+/// Default of [`EngineConfig::max_folders`]: far above real mailboxes (a few thousand folders
+/// is already rare), far below what exhausts memory.
+pub const DEFAULT_MAX_FOLDERS: usize = 50_000;
 
 /// The byte budget, in KiB permits so a `u32` of permits covers terabytes.
 #[derive(Clone)]

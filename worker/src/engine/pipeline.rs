@@ -14,11 +14,13 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::Engine;
 use super::copy::{failure, store_err};
-use crate::imap::conn::{Arg, Completion, astring};
-use crate::imap::ops::format_internal_date;
-use crate::imap::wire::Status;
+use crate::imap::conn::{Arg, Completion};
+use crate::imap::ops::{FetchItem, format_internal_date, mailbox_arg};
+use crate::imap::wire::{Status, Value};
 use crate::imap::{Connection, ImapResult};
 use crate::mailbox::key::{self, KEY_HEADER_FIELDS};
+use crate::mailbox::name::raw_name_bytes;
+use crate::mailbox::uid_set::{self, UidSetError};
 
 /// A fetched message on its way to the target.
 pub(super) struct Fetched {
@@ -46,14 +48,27 @@ impl Fetched {
     }
 }
 
-/// Fetches `todo` from the source in chunks that fit the byte budget; returns UIDs not found.
+/// What the producer could not hand over as asked, and what it noticed on the way.
+#[derive(Debug, Default)]
+pub(super) struct Produced {
+    /// UIDs the source did not return: deleted during the run.
+    pub vanished: Vec<u32>,
+    /// (UID asked, UID received): the source answered with another message.
+    pub wrong: Vec<(u32, u32)>,
+    /// (UID, announced RFC822.SIZE, bytes received): bodies of another size than announced,
+    /// also when fetched again; handed over as served.
+    pub size_mismatch: Vec<(u32, u64, u64)>,
+}
+
+/// Fetches `todo` from the source in chunks that fit the byte budget and hands the messages to
+/// `tx` in UID order.
 pub(super) async fn produce<S: Store, C: CredentialSource>(
     engine: &Engine<S, C>,
     src: &mut Connection,
     todo: &[BatchItem],
     tx: mpsc::Sender<Fetched>,
-) -> ImapResult<Vec<u32>> {
-    let mut vanished = Vec::new();
+) -> ImapResult<Produced> {
+    let mut out = Produced::default();
     let chunk_bytes = (engine.config.budget_bytes / 4).max(1);
     let mut start = 0;
     while start < todo.len() {
@@ -61,52 +76,125 @@ pub(super) async fn produce<S: Store, C: CredentialSource>(
         let mut bytes = 0u64;
         while end < todo.len()
             && end - start < engine.config.fetch_chunk
-            && (end == start || bytes + todo[end].size <= chunk_bytes)
+            && (end == start || bytes.saturating_add(todo[end].size) <= chunk_bytes)
         {
-            bytes += todo[end].size;
+            bytes = bytes.saturating_add(todo[end].size);
             end += 1;
         }
         let chunk = &todo[start..end];
         start = end;
-        let sizes: Vec<u64> = chunk.iter().map(|i| i.size).collect();
-        let mut permits: HashMap<u32, Option<OwnedSemaphorePermit>> = chunk
-            .iter()
-            .map(|i| i.uid)
-            .zip(engine.budget.acquire_chunk(&sizes).await)
-            .collect();
-        let set = uid_set(chunk.iter().map(|i| i.uid));
-        let tag = src
-            .start_uid_fetch(&set, "UID FLAGS INTERNALDATE BODY.PEEK[]")
-            .await?;
-        let mut seen = HashSet::new();
-        while let Some(f) = src.next_fetch(&tag).await? {
-            let Some(item) = chunk.iter().find(|i| i.uid == f.uid) else {
-                continue;
-            };
-            let Some(body) = f.body else { continue };
-            mailferry_fleet::failpoint::hit("fetch");
-            if !seen.insert(f.uid) {
-                continue;
-            }
-            let fetched = Fetched {
-                item: item.clone(),
-                flags: f.flags,
-                date: f.internal_date,
-                body,
-                _permit: permits.remove(&f.uid).flatten(),
-            };
-            if tx.send(fetched).await.is_err() {
-                return Ok(vanished);
-            }
+        if !produce_chunk(engine, src, chunk, &tx, &mut out).await? {
+            break;
         }
-        vanished.extend(
-            chunk
-                .iter()
-                .filter(|i| !seen.contains(&i.uid))
-                .map(|i| i.uid),
-        );
     }
-    Ok(vanished)
+    Ok(out)
+}
+
+/// One UID FETCH of `chunk`; `false` when the consumer has gone.
+async fn produce_chunk<S: Store, C: CredentialSource>(
+    engine: &Engine<S, C>,
+    src: &mut Connection,
+    chunk: &[BatchItem],
+    tx: &mpsc::Sender<Fetched>,
+    out: &mut Produced,
+) -> ImapResult<bool> {
+    let sizes: Vec<u64> = chunk.iter().map(|i| i.size).collect();
+    let mut permits: HashMap<u32, Option<OwnedSemaphorePermit>> = chunk
+        .iter()
+        .map(|i| i.uid)
+        .zip(engine.budget.acquire_chunk(&sizes).await)
+        .collect();
+    let set = uid_set(chunk.iter().map(|i| i.uid));
+    // The bodies may take what the plan says they weigh (plus slack), not what the server
+    // decides to send: the byte budget was taken for these sizes.
+    src.expect_messages(chunk.iter().map(|i| i.size));
+    let tag = src.start_uid_fetch(&set, FETCH_ITEMS).await?;
+    let mut seen = HashSet::new();
+    // UIDs the server answered that were not asked (bounded by the chunk: more is noise).
+    let mut strangers = Vec::new();
+    // Once a body needs a second look, later messages wait behind it, so the target still
+    // receives them in UID order (DESIGN.md, "Order").
+    let mut held: Vec<Fetched> = Vec::new();
+    while let Some(f) = src.next_fetch(&tag).await? {
+        let Some(item) = chunk.iter().find(|i| i.uid == f.uid) else {
+            if strangers.len() < chunk.len() && !strangers.contains(&f.uid) {
+                strangers.push(f.uid);
+            }
+            continue;
+        };
+        let Some(body) = f.body else { continue };
+        mailferry_fleet::failpoint::hit("fetch");
+        if !seen.insert(f.uid) {
+            continue;
+        }
+        let fetched = Fetched {
+            item: item.clone(),
+            flags: f.flags,
+            date: f.internal_date,
+            body,
+            _permit: permits.remove(&f.uid).flatten(),
+        };
+        if !held.is_empty() || fetched.body.len() as u64 != item.size {
+            held.push(fetched);
+        } else if tx.send(fetched).await.is_err() {
+            return Ok(false);
+        }
+    }
+    for f in held {
+        let f = match f.body.len() as u64 == f.item.size {
+            true => f,
+            false => refetch(src, f, out).await?,
+        };
+        if tx.send(f).await.is_err() {
+            return Ok(false);
+        }
+    }
+    let missing = chunk.iter().map(|i| i.uid).filter(|u| !seen.contains(u));
+    // A server that answers with other UIDs than asked answered those in their place: pair
+    // them in order, so the report names both (issue 10: not "deleted during the run").
+    let mut strangers = strangers.into_iter();
+    for asked in missing {
+        match strangers.next() {
+            Some(got) => out.wrong.push((asked, got)),
+            None => out.vanished.push(asked),
+        }
+    }
+    Ok(true)
+}
+
+/// What the pipeline fetches of each message.
+const FETCH_ITEMS: &str = "UID FLAGS INTERNALDATE BODY.PEEK[]";
+
+/// Fetches a message whose body was not its announced RFC822.SIZE once more: a body cut in
+/// transit comes whole the second time. A server that announces approximate sizes (Exchange)
+/// serves the same body again; it is then copied as served and reported (issue 10).
+async fn refetch(src: &mut Connection, f: Fetched, out: &mut Produced) -> ImapResult<Fetched> {
+    let uid = f.item.uid;
+    src.expect_message(f.item.size.max(f.body.len() as u64));
+    let again = src
+        .uid_fetch_all(&uid.to_string(), FETCH_ITEMS)
+        .await?
+        .into_iter()
+        .find(|g| g.uid == uid);
+    let f = match again {
+        Some(FetchItem {
+            body: Some(body),
+            flags,
+            internal_date,
+            ..
+        }) => Fetched {
+            body,
+            flags,
+            date: internal_date.or(f.date),
+            ..f
+        },
+        _ => f,
+    };
+    let received = f.body.len() as u64;
+    if received != f.item.size {
+        out.size_mismatch.push((uid, f.item.size, received));
+    }
+    Ok(f)
 }
 
 /// `1:3,7,9:10` from ascending UIDs.
@@ -125,7 +213,7 @@ pub fn uid_set(uids: impl Iterator<Item = u32>) -> String {
     };
     for u in uids {
         run = match run {
-            Some((a, b)) if u == b + 1 => Some((a, u)),
+            Some((a, b)) if b.checked_add(1) == Some(u) => Some((a, u)),
             Some(r) => {
                 push(&mut out, r);
                 Some((u, u))
@@ -139,23 +227,38 @@ pub fn uid_set(uids: impl Iterator<Item = u32>) -> String {
     out
 }
 
-/// Expands an APPENDUID/COPYUID uid-set (`3955:3957,4000`).
-pub fn expand_uid_set(s: &str) -> Option<Vec<u32>> {
-    let mut out = Vec::new();
-    for part in s.split(',') {
-        match part.split_once(':') {
-            Some((a, b)) => {
-                let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
-                let (lo, hi) = (a.min(b), a.max(b));
-                if hi - lo > 1_000_000 {
-                    return None;
-                }
-                out.extend(lo..=hi);
-            }
-            None => out.push(part.parse().ok()?),
-        }
+/// The target UIDs an APPEND's `[APPENDUID uidvalidity uid-set]` (RFC 4315 §3) gives the
+/// `group` messages, in order. `Ok(None)` without the code or for another UIDVALIDITY (the
+/// folder was renumbered: the UIDs mean nothing here); `Err` when the set is malformed or
+/// names another number of UIDs than messages appended, which no server may answer.
+fn appended_uids(
+    done: &Completion,
+    uidvalidity: u32,
+    group: usize,
+) -> Result<Option<Vec<u32>>, String> {
+    let Some(code) = done.code.as_ref().filter(|c| c.name == "APPENDUID") else {
+        return Ok(None);
+    };
+    let (Some(v), Some(set)) = (
+        code.args.first().and_then(Value::as_u64),
+        code.args.get(1).and_then(Value::as_atom),
+    ) else {
+        return Err("a malformed APPENDUID".into());
+    };
+    if v != u64::from(uidvalidity) {
+        return Ok(None);
     }
-    Some(out)
+    match uid_set::parse(set, group) {
+        Ok(uids) if uids.len() == group => Ok(Some(uids)),
+        Ok(uids) => Err(format!(
+            "an APPENDUID naming {} UIDs for {group} messages",
+            uids.len()
+        )),
+        Err(UidSetError::TooMany { count, .. }) => Err(format!(
+            "an APPENDUID naming {count} UIDs for {group} messages"
+        )),
+        Err(e) => Err(format!("an invalid APPENDUID ({e})")),
+    }
 }
 
 /// Whether a flag can be sent in an APPEND flag list (RFC 3501 §9: flag-keyword is an atom).
@@ -314,6 +417,9 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
         if group.is_empty() {
             return Ok(());
         }
+        // Some servers refuse an APPEND into the folder the session holds read-only ("Current
+        // box is selected READ-ONLY"); the target folder was EXAMINEd to count what it holds.
+        self.dst.ready_to_append().await?;
         let sync_above = if group.len() == 1 {
             self.engine.config.sync_literal_above as usize
         } else {
@@ -334,7 +440,11 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             .iter()
             .map(|f| (f.append_head(), &f.body[..]))
             .collect();
-        let mut args: Vec<Arg<'_>> = vec![Arg::text("APPEND "), astring(&self.task.target_raw)];
+        let folder = raw_name_bytes(&self.task.target_raw);
+        let mut args: Vec<Arg<'_>> = vec![
+            Arg::text("APPEND "),
+            mailbox_arg(&self.task.target_raw, &folder),
+        ];
         for (head, body) in &parts {
             args.push(Arg::Text(head.as_str().into()));
             args.push(Arg::Literal(body));
@@ -374,22 +484,20 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             }
         }
         if done.status == Status::Ok {
-            let uids = done
-                .code
-                .as_ref()
-                .filter(|c| c.name == "APPENDUID")
-                .and_then(|c| {
-                    Some((
-                        c.args.first()?.as_u64()?,
-                        expand_uid_set(c.args.get(1)?.as_atom()?)?,
-                    ))
-                })
-                .filter(|(v, uids)| {
-                    *v == u64::from(self.scope.dst_uidvalidity) && uids.len() == group.len()
-                });
+            let uids = match appended_uids(&done, self.scope.dst_uidvalidity, group.len()) {
+                Ok(uids) => uids,
+                Err(why) => {
+                    // The copies are found by key on the next run; only their target UIDs
+                    // (the store's shortcut) are lost.
+                    self.protocol_warning(format!(
+                        "the target answered APPEND with {why}; the copies' target UIDs are treated as unknown"
+                    ));
+                    None
+                }
+            };
             let mut entries = Vec::new();
             for (i, f) in group.iter().enumerate() {
-                let dst_uid = uids.as_ref().and_then(|(_, u)| u.get(i).copied());
+                let dst_uid = uids.as_ref().and_then(|u| u.get(i).copied());
                 if let Some(d) = dst_uid {
                     entries.push(CopyEntry {
                         src_folder: self.task.source.raw.clone(),
@@ -429,12 +537,14 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             // by one to learn which failed.
             for f in group {
                 let head = f.append_head();
+                let folder = raw_name_bytes(&self.task.target_raw);
                 let a = [
                     Arg::text("APPEND "),
-                    astring(&self.task.target_raw),
+                    mailbox_arg(&self.task.target_raw, &folder),
                     Arg::Text(head.as_str().into()),
                     Arg::Literal(&f.body),
                 ];
+                self.dst.ready_to_append().await?;
                 let done = self.dst.run_args(&a).await?;
                 *self.keys_in_flight.entry(f.item.key).or_default() += 1;
                 Box::pin(self.complete(vec![f], done)).await?;
@@ -458,6 +568,26 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
                 .push(failure(self.task, &f.item, kind, reason));
         }
         Ok(())
+    }
+
+    /// Reports a protocol violation of the target once per batch (a server that does it once
+    /// does it for every group).
+    fn protocol_warning(&mut self, message: String) {
+        let folder = self.task.target.display_slash();
+        if self
+            .result
+            .warnings
+            .iter()
+            .any(|w| w.code == WarningCode::ProtocolError && w.folder.as_deref() == Some(&folder))
+        {
+            return;
+        }
+        tracing::warn!(folder = %folder, "{message}");
+        self.result.warnings.push(Warning {
+            code: WarningCode::ProtocolError,
+            folder: Some(folder.clone()),
+            message: format!("in target folder {folder:?}, {message}"),
+        });
     }
 
     /// After appending: fetches the copies' flags and identifying headers by target UID; warns
@@ -587,13 +717,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uid_sets_compress_runs_and_expand_back() {
-        let s = uid_set([1, 2, 3, 7, 9, 10].into_iter());
-        assert_eq!(s, "1:3,7,9:10");
-        assert_eq!(expand_uid_set(&s), Some(vec![1, 2, 3, 7, 9, 10]));
-        assert_eq!(expand_uid_set("5:3"), Some(vec![3, 4, 5]));
-        assert_eq!(expand_uid_set("x"), None);
-        assert_eq!(expand_uid_set("1:4000000000"), None);
+    fn uid_sets_compress_runs() {
+        assert_eq!(uid_set([1, 2, 3, 7, 9, 10].into_iter()), "1:3,7,9:10");
+        assert_eq!(
+            uid_set([u32::MAX - 1, u32::MAX].into_iter()),
+            "4294967294:4294967295"
+        );
+    }
+
+    #[test]
+    fn appenduid_sets_must_name_one_uid_per_message() {
+        let done = |code: &str| {
+            crate::imap::wire::parse(&bytes::Bytes::from(format!("a1 OK [{code}] done\r\n")))
+        };
+        let completion = |code: &str| match done(code) {
+            crate::imap::wire::Response::Tagged {
+                status, code, text, ..
+            } => Completion {
+                status,
+                code,
+                text,
+                untagged: vec![],
+            },
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            appended_uids(&completion("APPENDUID 777 5:6"), 777, 2),
+            Ok(Some(vec![5, 6]))
+        );
+        assert_eq!(
+            appended_uids(&completion("APPENDUID 778 5:6"), 777, 2),
+            Ok(None)
+        );
+        let bomb = format!("APPENDUID 777 {}", vec!["1:1000001"; 100].join(","));
+        let err = appended_uids(&completion(&bomb), 777, 2).unwrap_err();
+        assert!(err.contains("100000100 UIDs for 2 messages"), "{err}");
+        assert!(appended_uids(&completion("APPENDUID 777 5"), 777, 2).is_err());
+        assert!(appended_uids(&completion("APPENDUID 777 0:1"), 777, 2).is_err());
     }
 
     #[test]

@@ -784,6 +784,24 @@ impl Connection {
         Ok(())
     }
 
+    /// The next command fetches one message body announced as `size` bytes (RFC822.SIZE):
+    /// its answer may carry that plus [`size_slack`].
+    pub fn expect_message(&mut self, size: u64) {
+        let allowed = size.saturating_add(size_slack(size));
+        self.expect_literals(allowed, allowed);
+    }
+
+    /// The next command fetches message bodies announced as `sizes`: each answer may carry the
+    /// largest plus its slack, all of them together their sum plus its slack.
+    pub fn expect_messages(&mut self, sizes: impl Iterator<Item = u64> + Clone) {
+        let largest = sizes.clone().max().unwrap_or(0);
+        let total = sizes.fold(0u64, u64::saturating_add);
+        self.expect_literals(
+            largest.saturating_add(size_slack(largest)),
+            total.saturating_add(size_slack(total)),
+        );
+    }
+
     /// Says what the next command's answers carry in literals: at most `per_response` bytes in
     /// any one response and `for_command` in all (a message body's announced size plus
     /// [`size_slack`]), until a command completes. Anything more is refused as it is announced,

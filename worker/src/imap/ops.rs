@@ -9,6 +9,7 @@ use mailferry_proto::task::{FolderStatus, Quota};
 use super::conn::{Arg, Completion, Connection, astring};
 use super::error::ImapResult;
 use super::wire::{self, Code, Response, Status, Value};
+use crate::mailbox::name::{raw_name_bytes, raw_name_text};
 
 /// A LIST (or LSUB) entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,6 +96,25 @@ fn check(conn: &Connection, done: Completion, what: &str) -> ImapResult<Completi
     }
 }
 
+/// A folder name as a command argument: the raw bytes its text form stands for (see
+/// [`raw_name_bytes`]), quoted when they can be, a literal otherwise.
+pub fn mailbox_arg<'a>(raw: &'a str, bytes: &'a [u8]) -> Arg<'a> {
+    if bytes == raw.as_bytes() {
+        astring(raw)
+    } else {
+        Arg::Literal(bytes)
+    }
+}
+
+/// A folder name in a response, in its reversible text form: a quoted string or literal keeps
+/// every byte the server sent (see [`raw_name_text`]); an atom is text already.
+fn name_of(v: &Value) -> Option<String> {
+    match v {
+        Value::Str(bytes) => Some(raw_name_text(bytes)),
+        other => other.as_text(),
+    }
+}
+
 fn char_of(v: &Value) -> Option<char> {
     let t = v.as_text()?;
     let mut chars = t.chars();
@@ -120,7 +140,7 @@ fn parse_list(rest: &[Value]) -> Option<ListEntry> {
         .filter_map(Value::as_text)
         .collect();
     let delimiter = rest.get(1).and_then(char_of);
-    let name = rest.get(2)?.as_text()?;
+    let name = name_of(rest.get(2)?)?;
     Some(ListEntry {
         attributes,
         delimiter,
@@ -138,6 +158,52 @@ const ZERO_STATUS: FolderStatus = FolderStatus {
     uidvalidity: 0,
     highestmodseq: None,
 };
+
+/// A folder the server would not report on or open: gone since LIST, or refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderRefusal {
+    /// The folder no longer exists (`[NONEXISTENT]`, `[TRYCREATE]`, RFC 5530): deleted on the
+    /// source while the run went on. Otherwise it exists but was refused (`[NOPERM]`, …).
+    pub vanished: bool,
+    /// What the server said, for people: `STATUS of folder "x" was refused: [NOPERM] …`.
+    pub message: String,
+}
+
+impl FolderRefusal {
+    /// The refusal `done` of `command` on folder `raw`.
+    pub fn of(raw: &str, command: &str, done: &Completion) -> FolderRefusal {
+        let code = done.code.as_ref().map(|c| c.name.as_str()).unwrap_or("");
+        let text = done.text.to_ascii_lowercase();
+        // Servers without RFC 5530 codes say it in words.
+        let vanished = matches!(code, "NONEXISTENT" | "TRYCREATE")
+            || (code.is_empty()
+                && [
+                    "doesn't exist",
+                    "does not exist",
+                    "no such",
+                    "not found",
+                    "unknown mailbox",
+                ]
+                .iter()
+                .any(|w| text.contains(w)));
+        let code = match code {
+            "" => String::new(),
+            c => format!("[{c}] "),
+        };
+        FolderRefusal {
+            vanished,
+            message: format!(
+                "{command} of folder {raw:?} was refused: {code}{}",
+                done.text
+            ),
+        }
+    }
+
+    /// The error kind of the refusal: a folder's refusal is permanent for that folder.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Permanent
+    }
+}
 
 /// What NAMESPACE, LIST and LSUB report, asked together by [`Connection::folder_tree`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -212,7 +278,7 @@ fn parse_statuses(done: &Completion) -> StatusAnswers {
                     _ => {}
                 }
             }
-            (rest.first().and_then(Value::as_text), st)
+            (rest.first().and_then(name_of), st)
         })
         .collect()
 }
@@ -293,36 +359,53 @@ impl Connection {
         })
     }
 
-    /// STATUS of a folder.
+    /// STATUS of a folder; a refusal is an error.
     pub async fn status(&mut self, raw: &str) -> ImapResult<FolderStatus> {
         let mut st = self.statuses(&[raw]).await?;
-        Ok(st.pop().unwrap_or(ZERO_STATUS))
+        match st.pop() {
+            Some(Ok(st)) => Ok(st),
+            Some(Err(refused)) => Err(self.err(refused.kind(), refused.message)),
+            None => Ok(ZERO_STATUS),
+        }
     }
 
     /// STATUS of each folder of `raws`, in their order, pipelined: up to [`STATUS_WINDOW`]
     /// commands are sent before the first answer is read, so a dozen folders cost one round trip
     /// instead of twelve. A folder name that would need a synchronising literal (8-bit, without
     /// LITERAL+) is asked alone, since waiting for `+` would skip the other commands' answers.
-    pub async fn statuses(&mut self, raws: &[&str]) -> ImapResult<Vec<FolderStatus>> {
+    ///
+    /// A folder the server refuses (deleted since LIST, no right to read it) is reported as such
+    /// in its place: one folder must not stop the others (issue 10). Only a broken connection
+    /// is an error.
+    pub async fn statuses(
+        &mut self,
+        raws: &[&str],
+    ) -> ImapResult<Vec<Result<FolderStatus, FolderRefusal>>> {
         let items = if self.has_capability("CONDSTORE") {
             " (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ)"
         } else {
             " (MESSAGES UIDNEXT UIDVALIDITY)"
         };
         let nonsync = self.has_capability("LITERAL+") || self.has_capability("LITERAL-");
-        let window = match raws.iter().all(|r| nonsync || wire::quote(r).is_some()) {
+        let quotable = |r: &str| raw_name_bytes(r) == r.as_bytes() && wire::quote(r).is_some();
+        let window = match raws.iter().all(|r| nonsync || quotable(r)) {
             true => STATUS_WINDOW,
             false => 1,
         };
         let mut out = Vec::with_capacity(raws.len());
-        let mut refused = None;
         for chunk in raws.chunks(window) {
             let mut sent = Vec::with_capacity(chunk.len());
             for raw in chunk {
-                let args = [Arg::text("STATUS "), astring(raw), Arg::text(items)];
+                let bytes = raw_name_bytes(raw);
+                let args = [
+                    Arg::text("STATUS "),
+                    mailbox_arg(raw, &bytes),
+                    Arg::text(items),
+                ];
                 sent.push(self.send_args(&args, usize::MAX).await?);
             }
             let mut answers = Vec::with_capacity(chunk.len());
+            let mut refusals = Vec::with_capacity(chunk.len());
             for (raw, tag) in chunk.iter().zip(sent) {
                 let done = match tag {
                     Ok(tag) => self.finish(&tag).await?,
@@ -330,20 +413,26 @@ impl Connection {
                 };
                 // Every completion is read before a refusal is reported, so the connection
                 // stays in step.
-                match check(self, done, &format!("STATUS of folder {raw:?}")) {
-                    Ok(done) => answers.push(parse_statuses(&done)),
-                    Err(e) => {
-                        refused.get_or_insert(e);
+                match done.status {
+                    Status::Ok => {
+                        answers.push(parse_statuses(&done));
+                        refusals.push(None);
+                    }
+                    _ => {
                         answers.push(Vec::new());
+                        refusals.push(Some(FolderRefusal::of(raw, "STATUS", &done)));
                     }
                 }
             }
-            out.extend(match_statuses(chunk, &answers));
+            let figures = match_statuses(chunk, &answers);
+            out.extend(
+                figures
+                    .into_iter()
+                    .zip(refusals)
+                    .map(|(st, refused)| refused.map_or(Ok(st), Err)),
+            );
         }
-        match refused {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        Ok(out)
     }
 
     /// EXAMINE: opens a folder read-only (the source is never changed; the target is only read).
@@ -352,7 +441,10 @@ impl Connection {
     }
 
     async fn open_folder(&mut self, verb: &'static str, raw: &str) -> ImapResult<Selected> {
-        let done = self.run_args(&[Arg::text(verb), astring(raw)]).await?;
+        let bytes = raw_name_bytes(raw);
+        let done = self
+            .run_args(&[Arg::text(verb), mailbox_arg(raw, &bytes)])
+            .await?;
         // Even a refused SELECT leaves the previous folder deselected (RFC 3501 §6.3.1).
         self.selected = done.status == Status::Ok;
         self.read_only = verb.starts_with("EXAMINE")
@@ -478,10 +570,27 @@ impl Connection {
     }
 
     /// `UID FETCH` collecting every result (for small responses only: headers, flags).
+    /// What is kept is bounded like any command's untagged data
+    /// ([`super::conn::MAX_COLLECTED_BYTES`]), whatever number of answers the server sends.
     pub async fn uid_fetch_all(&mut self, set: &str, items: &str) -> ImapResult<Vec<FetchItem>> {
         let tag = self.start_uid_fetch(set, items).await?;
         let mut out = Vec::new();
+        let mut kept = 0usize;
         while let Some(item) = self.next_fetch(&tag).await? {
+            kept = kept
+                .saturating_add(64)
+                .saturating_add(item.body.as_ref().map_or(0, |b| b.len()))
+                .saturating_add(item.header.as_ref().map_or(0, |h| h.len()))
+                .saturating_add(item.flags.iter().map(String::len).sum());
+            if kept > super::conn::MAX_COLLECTED_BYTES {
+                return Err(self.err(
+                    ErrorKind::Protocol,
+                    format!(
+                        "the server answered UID FETCH {set} with more than {} MiB; it is not answering what was asked",
+                        super::conn::MAX_COLLECTED_BYTES >> 20
+                    ),
+                ));
+            }
             out.push(item);
         }
         Ok(out)
@@ -489,7 +598,10 @@ impl Connection {
 
     /// CREATE; an existing folder is not an error (`[ALREADYEXISTS]`, RFC 5530).
     pub async fn create(&mut self, raw: &str) -> ImapResult<Result<(), Completion>> {
-        let done = self.run_args(&[Arg::text("CREATE "), astring(raw)]).await?;
+        let bytes = raw_name_bytes(raw);
+        let done = self
+            .run_args(&[Arg::text("CREATE "), mailbox_arg(raw, &bytes)])
+            .await?;
         Ok(match done.status {
             Status::Ok => Ok(()),
             _ if done
@@ -506,7 +618,10 @@ impl Connection {
     /// SUBSCRIBE.
     pub async fn subscribe(&mut self, raw: &str) -> ImapResult<()> {
         let done = self
-            .run_args(&[Arg::text("SUBSCRIBE "), astring(raw)])
+            .run_args(&[
+                Arg::text("SUBSCRIBE "),
+                mailbox_arg(raw, &raw_name_bytes(raw)),
+            ])
             .await?;
         check(self, done, &format!("subscribing folder {raw:?}")).map(|_| ())
     }
@@ -706,6 +821,7 @@ mod tests {
             .unwrap();
         let figures: Vec<_> = st
             .iter()
+            .flatten()
             .map(|s| (s.messages, s.uidnext, s.uidvalidity, s.highestmodseq))
             .collect();
         assert_eq!(
@@ -719,16 +835,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_refused_status_fails_after_every_answer_was_read() {
+    async fn a_refused_status_is_reported_in_its_place_after_every_answer_was_read() {
         let noop: Reply = Box::new(|got| format!("{} OK noop\r\n", got[0].0));
         let mut c = scripted(vec![(3, status_reply(Some("INBOX.gone"))), (1, noop)]).await;
-        let err = within(c.statuses(&["INBOX", "INBOX.gone", "INBOX.x"]))
+        let st = within(c.statuses(&["INBOX", "INBOX.gone", "INBOX.x"]))
             .await
-            .unwrap_err();
+            .unwrap();
+        assert!(st[0].is_ok() && st[2].is_ok(), "{st:?}");
+        let refused = st[1].as_ref().unwrap_err();
+        assert!(refused.vanished, "{refused:?}");
         assert!(
-            err.message.contains("STATUS of folder \"INBOX.gone\""),
+            refused.message.contains("STATUS of folder \"INBOX.gone\"")
+                && refused.message.contains("[NONEXISTENT]"),
             "{}",
-            err.message
+            refused.message
         );
         // The connection is still in step: the next command gets its own answer.
         let done = within(c.run("NOOP")).await.unwrap();

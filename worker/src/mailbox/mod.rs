@@ -8,3 +8,4 @@
 pub mod key;
 pub mod mutf7;
 pub mod name;
+pub mod uid_set;

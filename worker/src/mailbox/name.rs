@@ -51,6 +51,68 @@ impl MailboxName {
     }
 }
 
+/// The first of the 256 code points that stand for single raw bytes in the text form of a
+/// name (the last 256 of Supplementary Private Use Area-B, U+10FF00..=U+10FFFF).
+const RAW_BYTE_BASE: u32 = 0x10_FF00;
+
+fn raw_byte_char(b: u8) -> char {
+    // Always a valid scalar value: U+10FF00..=U+10FFFF.
+    char::from_u32(RAW_BYTE_BASE + u32::from(b)).unwrap_or(char::REPLACEMENT_CHARACTER)
+}
+
+/// The text form of a name's raw bytes as a server sent them, reversible by [`raw_name_bytes`].
+///
+/// Names are modified UTF-7 (RFC 3501 §5.1.3) or UTF-8 (RFC 9051), but a server may send any
+/// byte. Valid UTF-8 stays as it is; every byte that is not part of valid UTF-8 becomes the
+/// code point U+10FF00 + byte, and so does every byte of a character already in that range, so
+/// that the form is one-to-one. The source folder is then opened under exactly the bytes the
+/// server listed (issue 10: a lossy conversion opened another folder, or none).
+pub fn raw_name_text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if u32::from(c) >= RAW_BYTE_BASE {
+                let mut buf = [0; 4];
+                out.extend(c.encode_utf8(&mut buf).bytes().map(raw_byte_char));
+            } else {
+                out.push(c);
+            }
+        }
+        out.extend(chunk.invalid().iter().copied().map(raw_byte_char));
+    }
+    out
+}
+
+/// The bytes a name's text form (see [`raw_name_text`]) stands for: what is sent back to the
+/// server that listed it. Borrowed when the name had no raw bytes to restore.
+pub fn raw_name_bytes(text: &str) -> std::borrow::Cow<'_, [u8]> {
+    if !text.chars().any(|c| u32::from(c) >= RAW_BYTE_BASE) {
+        return std::borrow::Cow::Borrowed(text.as_bytes());
+    }
+    let mut out = Vec::with_capacity(text.len());
+    for c in text.chars() {
+        match u32::from(c).checked_sub(RAW_BYTE_BASE) {
+            Some(b) => out.push(u8::try_from(b).unwrap_or(b'?')),
+            None => {
+                let mut buf = [0; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A name's text form for people and for deriving the target's name: raw bytes that are not
+/// UTF-8 become U+FFFD (the replacement character), as a lossy decoding would.
+pub fn lossy_name(text: &str) -> std::borrow::Cow<'_, str> {
+    match raw_name_bytes(text) {
+        std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(text),
+        std::borrow::Cow::Owned(bytes) => {
+            std::borrow::Cow::Owned(String::from_utf8_lossy(&bytes).into_owned())
+        }
+    }
+}
+
 /// The decoded form of a raw mailbox name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct DecodedName {
@@ -339,5 +401,33 @@ mod tests {
         let m = MailboxName::new("INBOX.Entw&APw-rfe".to_owned(), Some('.'), "INBOX.");
         assert_eq!(m.raw, "INBOX.Entw&APw-rfe");
         assert_eq!(m.decoded.path, p(&["Entwürfe"]));
+    }
+
+    #[test]
+    fn raw_bytes_survive_the_text_form() {
+        let cases: &[&[u8]] = &[
+            b"Work",
+            b"Caf\xff",
+            b"\xff\xfe\x80",
+            "Caf\u{e9}".as_bytes(),
+            // A character already in the escape range is escaped too, so the form stays
+            // one-to-one.
+            "x\u{10ff41}".as_bytes(),
+            b"\xf4\x8f\xbd",
+        ];
+        for raw in cases {
+            let text = raw_name_text(raw);
+            assert_eq!(&raw_name_bytes(&text)[..], *raw, "{text:?}");
+        }
+        assert_eq!(raw_name_text(b"Work"), "Work");
+        assert!(matches!(
+            raw_name_bytes("Work"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_ne!(
+            raw_name_text(b"Caf\xff"),
+            raw_name_text("Caf\u{fffd}".as_bytes())
+        );
+        assert_eq!(lossy_name(&raw_name_text(b"Caf\xff")), "Caf\u{fffd}");
     }
 }

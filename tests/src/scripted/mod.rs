@@ -1,0 +1,302 @@
+//! A scripted IMAP server for scenario tests: an honest, minimal IMAP4rev1 server (RFC 3501)
+//! over an in-memory [`Account`], with switchable [`Quirks`] and per-test [`Override`]s that
+//! replace or alter the answer to a chosen command, byte for byte.
+//!
+//! It serves what mailferry asks of a source (CAPABILITY, LOGIN, AUTHENTICATE PLAIN, NAMESPACE,
+//! LIST/LSUB, STATUS, SELECT/EXAMINE, UNSELECT, UID FETCH with the items mailferry asks, NOOP,
+//! ENABLE, ID, LOGOUT) and, for tests that need it, of a target (CREATE, SUBSCRIBE, APPEND one
+//! message per command). It listens on `127.0.0.1:0` in plain TCP. Every loop is bounded
+//! (commands per connection, line and literal sizes, connection lifetime) and everything stops
+//! when the [`ScriptedServer`] is dropped.
+//!
+//! Files hold one job each: [`account`] the data, [`request`] reading commands, [`commands`] the
+//! honest answers, [`fetch`] UID FETCH. This file runs connections and applies overrides.
+
+pub mod account;
+pub mod commands;
+pub mod fetch;
+pub mod request;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+pub use account::{Account, Folder, Message};
+pub use request::{Request, Token};
+
+/// How long one connection may live.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(600);
+/// Commands answered per connection before the server hangs up (a 100,000-folder account
+/// costs a STATUS each).
+const MAX_COMMANDS: usize = 1_000_000;
+/// Command lines kept for [`ScriptedServer::commands`].
+const MAX_LOGGED: usize = 200_000;
+
+/// Behaviours of servers other than Dovecot, switched on per test. The default is a plain
+/// IMAP4rev1 server with LITERAL+ and UIDPLUS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quirks {
+    /// Offers UIDPLUS (RFC 4315) and answers APPEND with APPENDUID.
+    pub uidplus: bool,
+    /// Offers LITERAL+ (RFC 7888).
+    pub literal_plus: bool,
+}
+
+impl Default for Quirks {
+    fn default() -> Self {
+        Quirks {
+            uidplus: true,
+            literal_plus: true,
+        }
+    }
+}
+
+type Matcher = Box<dyn Fn(&Request) -> bool + Send + Sync>;
+type Rewriter = Box<dyn Fn(&Request, Vec<u8>) -> Vec<u8> + Send + Sync>;
+
+/// A per-test change to the server's answer to the commands it matches.
+pub struct Override {
+    matches: Matcher,
+    rewrite: Rewriter,
+    remaining: Option<usize>,
+}
+
+impl std::fmt::Debug for Override {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Override")
+            .field("remaining", &self.remaining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Override {
+    /// Answers matching commands with `raw` instead, `{tag}` replaced by the command's tag.
+    pub fn replace(
+        matches: impl Fn(&Request) -> bool + Send + Sync + 'static,
+        raw: impl Into<Vec<u8>>,
+    ) -> Override {
+        let raw = raw.into();
+        Override {
+            matches: Box::new(matches),
+            rewrite: Box::new(move |req, _| replace_bytes(&raw, b"{tag}", req.tag.as_bytes())),
+            remaining: None,
+        }
+    }
+
+    /// Rewrites the honest answer of matching commands with `f`.
+    pub fn alter(
+        matches: impl Fn(&Request) -> bool + Send + Sync + 'static,
+        f: impl Fn(&Request, Vec<u8>) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Override {
+        Override {
+            matches: Box::new(matches),
+            rewrite: Box::new(f),
+            remaining: None,
+        }
+    }
+
+    /// Applies only to the first `n` matching commands.
+    pub fn times(mut self, n: usize) -> Override {
+        self.remaining = Some(n);
+        self
+    }
+}
+
+/// A matcher for commands with this verb (`"STATUS"`, `"UID FETCH"`…).
+pub fn verb(v: &'static str) -> impl Fn(&Request) -> bool + Send + Sync + 'static {
+    move |r| r.verb == v
+}
+
+/// A matcher for commands with this verb naming this folder (raw bytes).
+pub fn verb_on(
+    v: &'static str,
+    folder: impl Into<Vec<u8>>,
+) -> impl Fn(&Request) -> bool + Send + Sync + 'static {
+    let folder = folder.into();
+    move |r| r.verb == v && r.mailbox() == Some(&folder[..])
+}
+
+/// A matcher for commands whose text (after the tag) contains `needle`.
+pub fn text_contains(needle: &'static str) -> impl Fn(&Request) -> bool + Send + Sync + 'static {
+    move |r| r.text.contains(needle)
+}
+
+/// `haystack` with every `from` replaced by `to`.
+pub fn replace_bytes(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    if from.is_empty() {
+        return haystack.to_vec();
+    }
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+struct State {
+    account: Mutex<Account>,
+    quirks: Quirks,
+    overrides: Mutex<Vec<Override>>,
+    log: Mutex<Vec<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A test thread that panicked while holding the lock leaves usable data behind.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A running scripted server; stops (listener and every connection) when dropped.
+pub struct ScriptedServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for ScriptedServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScriptedServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScriptedServer {
+    /// Starts a server for `account` with the default quirks.
+    pub async fn start(account: Account) -> Result<ScriptedServer> {
+        ScriptedServer::start_with(account, Quirks::default(), Vec::new()).await
+    }
+
+    /// Starts a server for `account` with `quirks` and `overrides` (tried in order; the first
+    /// that matches a command rewrites its answer).
+    pub async fn start_with(
+        account: Account,
+        quirks: Quirks,
+        overrides: Vec<Override>,
+    ) -> Result<ScriptedServer> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the scripted IMAP server")?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            account: Mutex::new(account),
+            quirks,
+            overrides: Mutex::new(overrides),
+            log: Mutex::new(Vec::new()),
+        });
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            // Dropping the JoinSet (when this task is aborted) aborts every connection.
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = shared.clone();
+                conns.spawn(async move {
+                    let _ = tokio::time::timeout(CONNECTION_LIFETIME, serve(stream, state)).await;
+                });
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        Ok(ScriptedServer { addr, state, task })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `imap://USER@127.0.0.1:PORT` for the account served.
+    pub fn url(&self) -> String {
+        let user = lock(&self.state.account).user.clone();
+        format!("imap://{user}@127.0.0.1:{}", self.port())
+    }
+
+    /// The account's password.
+    pub fn password(&self) -> String {
+        lock(&self.state.account).password.clone()
+    }
+
+    /// The account as it is now (with what clients appended or created).
+    pub fn account(&self) -> Account {
+        lock(&self.state.account).clone()
+    }
+
+    /// Command lines received so far (tag stripped, LOGIN/AUTHENTICATE arguments masked), the
+    /// first [`MAX_LOGGED`] of them.
+    pub fn commands(&self) -> Vec<String> {
+        lock(&self.state.log).clone()
+    }
+}
+
+impl Drop for ScriptedServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
+    let (read, write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    let mut writer = BufWriter::new(write);
+    let greeting = format!(
+        "* OK [CAPABILITY {}] scripted server ready\r\n",
+        commands::capabilities(&state.quirks)
+    );
+    writer.write_all(greeting.as_bytes()).await?;
+    writer.flush().await?;
+    let mut session = commands::Session::default();
+    for _ in 0..MAX_COMMANDS {
+        let Some(req) = request::read(&mut reader, &mut writer).await? else {
+            return Ok(());
+        };
+        {
+            let mut log = lock(&state.log);
+            if log.len() < MAX_LOGGED {
+                log.push(match req.verb.as_str() {
+                    "LOGIN" | "AUTHENTICATE" => format!("{} ***", req.verb),
+                    _ => req.text.clone(),
+                });
+            }
+        }
+        let honest = {
+            let mut account = lock(&state.account);
+            commands::answer(&req, &mut session, &mut account, &state.quirks)
+        };
+        let reply = rewrite(&state, &req, honest);
+        writer.write_all(&reply).await?;
+        // Answers to pipelined commands may go out together; the last one must not wait.
+        if reader.buffer().is_empty() {
+            writer.flush().await?;
+        }
+        if req.verb == "LOGOUT" {
+            writer.flush().await?;
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// The answer after the first matching override (which is used up when it was limited).
+fn rewrite(state: &State, req: &Request, honest: Vec<u8>) -> Vec<u8> {
+    let mut overrides = lock(&state.overrides);
+    let Some(o) = overrides
+        .iter_mut()
+        .find(|o| o.remaining != Some(0) && (o.matches)(req))
+    else {
+        return honest;
+    };
+    if let Some(n) = o.remaining.as_mut() {
+        *n -= 1;
+    }
+    (o.rewrite)(req, honest)
+}
