@@ -263,7 +263,7 @@ mod tests {
                 .unwrap_err()
                 .contains("more than 100000 records")
         );
-        let at_limit = many.rsplitn(2, "u100000").nth(1).unwrap_or_default();
+        let at_limit = many.rsplit_once("u100000").map_or("", |(head, _)| head);
         assert_eq!(parse(at_limit).unwrap().len(), MAX_RECORDS);
     }
 }
