@@ -47,6 +47,7 @@ registry!(
     mailbox_name,
     message_key,
     throttle_hint,
+    uid_set,
     selftest,
 );
 

@@ -605,6 +605,10 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
         if self.requested.is_empty() {
             return Ok(());
         }
+        if !self.dst.is_selected() {
+            // Left before appending (`ready_to_append`); reading the copies back needs it open.
+            self.dst.examine(&self.task.target_raw).await?;
+        }
         let mut uids: Vec<u32> = self.requested.keys().copied().collect();
         uids.sort_unstable();
         // Flags of every copy; identifying headers of a sample (the first and the last copy):
@@ -729,6 +733,7 @@ mod tests {
     fn appenduid_sets_must_name_one_uid_per_message() {
         let done = |code: &str| {
             crate::imap::wire::parse(&bytes::Bytes::from(format!("a1 OK [{code}] done\r\n")))
+                .unwrap()
         };
         let completion = |code: &str| match done(code) {
             crate::imap::wire::Response::Tagged {

@@ -593,6 +593,11 @@ impl Connection {
         Ok(())
     }
 
+    /// Whether a folder is selected (or examined).
+    pub fn is_selected(&self) -> bool {
+        self.selected
+    }
+
     /// Makes the session fit for APPEND: leaves a read-only selection, into which some servers
     /// refuse to append. A read-write selection stays (appending to it is what RFC 3501 expects).
     pub async fn ready_to_append(&mut self) -> ImapResult<()> {
