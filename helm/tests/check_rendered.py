@@ -2,8 +2,9 @@
 
 It owns what must hold whatever the values: workers outlive their drain, containers run
 non-root on a read-only root, one autoscaler at most, KEDA reads the right queue through the
-Secret, secrets appear only in the Secret, every file a variable names is mounted, and every
-variable is one the binary reads. It renders nothing and starts nothing itself.
+Secret, secrets appear only in the Secret, every file a variable names is mounted, every
+variable is one the binary reads, and each role's placement and extra volumes are rendered as
+its values give them. It renders nothing and starts nothing itself.
 """
 
 from __future__ import annotations
@@ -290,6 +291,45 @@ def check_roles(
             r.check(not unknown, f"{name}: {role} variables the binary reads", str(unknown))
 
 
+# The per-role pod settings rendered verbatim into the pod spec when given.
+PLACEMENT_KEYS = ("priorityClassName", "nodeSelector", "tolerations", "affinity")
+
+
+def check_placement(r: Report, name: str, values: dict[str, Any], objs: list[Obj]) -> None:
+    """Each role's placement values and extra volumes reach its pods, and every mount has its
+    volume (a typo in extraVolumeMounts would otherwise fail only at `kubectl apply`)."""
+    for role in ("coordinator", "worker"):
+        v = values.get(role, {})
+        d = deployment(objs, role)
+        pod, c = pod_spec(d), pod_spec(d)["containers"][0]
+        where = f"{name}: {role}"
+        for key in PLACEMENT_KEYS:
+            if v.get(key):
+                r.check(pod.get(key) == v[key], f"{where} {key}", str(pod.get(key)))
+        if not v.get("priorityClassName"):
+            r.check("priorityClassName" not in pod, f"{where}: no priorityClassName unless given")
+        annotations = d["spec"]["template"]["metadata"].get("annotations", {})
+        for k, val in (v.get("podAnnotations") or {}).items():
+            r.check(annotations.get(k) == val, f"{where} podAnnotations {k}", str(annotations))
+        given = v.get("topologySpreadConstraints") or []
+        rendered = pod.get("topologySpreadConstraints", [])
+        r.check(len(rendered) == len(given), f"{where} topologySpreadConstraints", str(rendered))
+        selector = {"matchLabels": d["spec"]["selector"]["matchLabels"]}
+        for want, got in zip(given, rendered):
+            expected = want if "labelSelector" in want else {**want, "labelSelector": selector}
+            r.check(got == expected, f"{where} topologySpreadConstraint {want}", str(got))
+        volumes = [vol["name"] for vol in pod.get("volumes", [])]
+        r.check(len(volumes) == len(set(volumes)), f"{where}: volume names unique", str(volumes))
+        r.check({"secrets", "tmp"} <= set(volumes), f"{where}: the chart's own volumes kept")
+        for vol in v.get("extraVolumes") or []:
+            r.check(vol in pod.get("volumes", []), f"{where} extraVolume {vol['name']}")
+        mounts = c.get("volumeMounts", [])
+        for m in v.get("extraVolumeMounts") or []:
+            r.check(m in mounts, f"{where} extraVolumeMount {m['mountPath']}", str(mounts))
+        for m in mounts:
+            r.check(m["name"] in volumes, f"{where}: mount {m['mountPath']} has a volume")
+
+
 def check_rendered(
     r: Report,
     name: str,
@@ -305,3 +345,4 @@ def check_rendered(
     check_availability(r, name, values, objs)
     check_secrets(r, name, values, manifests, objs)
     check_roles(r, name, values, objs, help_env)
+    check_placement(r, name, values, objs)

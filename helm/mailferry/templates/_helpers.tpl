@@ -189,6 +189,65 @@ checked the way the binary reads them, so a typo fails `helm install`, not a pod
 {{- end }}
 {{- end }}
 {{- $_ := include "mailferry.workerGracePeriod" . }}
+{{- range $role := list "coordinator" "worker" }}
+{{- include "mailferry.validateExtraVolumes" (dict "root" $ "role" $role) }}
+{{- end }}
+{{- end }}
+
+{{/*
+A role's extraVolumes and extraVolumeMounts: names the chart does not use itself, each once,
+and every mount naming a volume the pod has. Kubernetes would refuse the Deployment at apply
+time; failing the render names the value to fix. Call with (dict "root" $ "role" "worker").
+*/}}
+{{- define "mailferry.validateExtraVolumes" -}}
+{{- $v := index .root.Values .role }}
+{{- $reserved := list "secrets" "tmp" "tls" }}
+{{- $names := list }}
+{{- range $i, $vol := $v.extraVolumes | default list }}
+{{- $n := required (printf "%s.extraVolumes[%d] needs a name" $.role $i) $vol.name }}
+{{- if has $n $reserved }}
+{{- fail (printf "%s.extraVolumes[%d]: the name %q is the chart's own (%s); choose another" $.role $i $n (join ", " $reserved)) }}
+{{- end }}
+{{- if has $n $names }}
+{{- fail (printf "%s.extraVolumes[%d]: the name %q is used twice" $.role $i $n) }}
+{{- end }}
+{{- $names = append $names $n }}
+{{- end }}
+{{- range $i, $m := $v.extraVolumeMounts | default list }}
+{{- if not (has $m.name $names) }}
+{{- fail (printf "%s.extraVolumeMounts[%d] mounts volume %q, which is not in %s.extraVolumes" $.role $i (toString $m.name) $.role) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where one role's pods may run, beyond affinity: priority class, node selector, tolerations and
+topology spread. A spread constraint without a labelSelector gets the role's selector labels, so
+it spreads this release's pods of this role only. Call with (dict "root" $ "role" "worker").
+*/}}
+{{- define "mailferry.scheduling" -}}
+{{- $v := index .root.Values .role }}
+{{- with $v.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.topologySpreadConstraints }}
+topologySpreadConstraints:
+{{- range . }}
+{{- $c := deepCopy . }}
+{{- if not (hasKey $c "labelSelector") }}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" (include "mailferry.roleSelectorLabels" $ | fromYaml)) }}
+{{- end }}
+  - {{ toYaml $c | indent 4 | trim }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
