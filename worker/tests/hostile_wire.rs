@@ -20,8 +20,10 @@ where
     F: FnOnce(TcpStream) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let port = listener.local_addr().expect("its address").port();
     tokio::spawn(async move {
         if let Ok((stream, _)) = listener.accept().await {
             // A bound on every script: the test process never keeps a server for long.
@@ -52,7 +54,7 @@ fn options(timeout_secs: u64) -> ConnectOptions {
 /// Reads one command line and returns its tag.
 async fn read_tag(r: &mut BufReader<TcpStream>) -> String {
     let mut line = String::new();
-    r.read_line(&mut line).await.unwrap();
+    r.read_line(&mut line).await.expect("a command line");
     line.split(' ').next().unwrap_or_default().to_owned()
 }
 

@@ -88,9 +88,12 @@ pub fn parse(text: &str, max: usize) -> Result<Vec<u32>, UidSetError> {
 mod tests {
     use super::*;
 
+    /// A set, the limit, and what parsing it must give.
+    type Case = (&'static str, usize, Result<Vec<u32>, UidSetError>);
+
     #[test]
     fn sets_expand_in_order_with_ranges_either_way() {
-        let cases: &[(&str, usize, Result<Vec<u32>, UidSetError>)] = &[
+        let cases: &[Case] = &[
             ("7", 1, Ok(vec![7])),
             ("3955:3957,4000", 4, Ok(vec![3955, 3956, 3957, 4000])),
             ("5:3", 3, Ok(vec![3, 4, 5])),
