@@ -13,16 +13,18 @@ struct Run {
     out: String,
 }
 
-/// `mailferry SUB` with both sides on the fake server (plain IMAP on loopback).
+/// `mailferry SUB` with both sides on the fake server (plain IMAP on loopback), as two users:
+/// one mailbox on both sides is refused.
 fn fake_command(sub: &str, server: &FakeServer) -> tokio::process::Command {
-    let url = format!("imap://alice@127.0.0.1:{}", server.port());
+    let src = format!("imap://alice@127.0.0.1:{}", server.port());
+    let dst = format!("imap://bob@127.0.0.1:{}", server.port());
     let mut cmd = bare_command();
     cmd.args([
         sub,
         "--src",
-        &url,
+        &src,
         "--dst",
-        &url,
+        &dst,
         "--src-tls",
         "none",
         "--dst-tls",
