@@ -58,6 +58,18 @@ async fn read_tag(r: &mut BufReader<TcpStream>) -> String {
     line.split(' ').next().unwrap_or_default().to_owned()
 }
 
+/// A connection with 1 s of inactivity timeout and a progress floor of 100 bytes/s.
+async fn connect_under_floor(port: u16) -> Connection {
+    let opts = ConnectOptions {
+        timeout: Duration::from_secs(1),
+        min_rate: 100,
+        ..ConnectOptions::default()
+    };
+    Connection::connect(&endpoint(port), Side::Source, &opts)
+        .await
+        .expect("the greeting arrives")
+}
+
 const GREETING: &[u8] = b"* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] ready\r\n";
 
 #[tokio::test]
@@ -121,14 +133,7 @@ async fn a_trickling_server_meets_the_progress_floor() {
         }
     })
     .await;
-    let opts = ConnectOptions {
-        timeout: Duration::from_secs(1),
-        min_rate: 100,
-        ..ConnectOptions::default()
-    };
-    let mut c = Connection::connect(&endpoint(port), Side::Source, &opts)
-        .await
-        .unwrap();
+    let mut c = connect_under_floor(port).await;
     let started = Instant::now();
     let e = tokio::time::timeout(Duration::from_secs(20), c.read_response())
         .await
@@ -158,14 +163,7 @@ async fn small_answers_for_ever_meet_the_progress_floor() {
         }
     })
     .await;
-    let opts = ConnectOptions {
-        timeout: Duration::from_secs(1),
-        min_rate: 100,
-        ..ConnectOptions::default()
-    };
-    let mut c = Connection::connect(&endpoint(port), Side::Source, &opts)
-        .await
-        .unwrap();
+    let mut c = connect_under_floor(port).await;
     let e = tokio::time::timeout(Duration::from_secs(20), c.run("NOOP"))
         .await
         .expect("the progress floor must end the command")
