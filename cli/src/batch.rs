@@ -58,11 +58,15 @@ pub fn parse_rows(text: &str) -> Result<Vec<Vec<String>>, String> {
     let mut quoted_field = false;
     let mut line = 1usize;
     let mut chars = text.chars().peekable();
+    let too_long = |line: usize| {
+        format!(
+            "line {line}: a field longer than {MAX_FIELD} bytes; no user name, host or password is that long"
+        )
+    };
     while let Some(c) = chars.next() {
-        if field.len() >= MAX_FIELD {
-            return Err(format!(
-                "line {line}: a field longer than {MAX_FIELD} bytes; no user name, host or password is that long"
-            ));
+        // The character read last is in `field` (or ended it): checked before the next one.
+        if field.len() > MAX_FIELD {
+            return Err(too_long(line));
         }
         if in_quotes {
             match c {
@@ -111,6 +115,9 @@ pub fn parse_rows(text: &str) -> Result<Vec<Vec<String>>, String> {
     }
     if in_quotes {
         return Err(format!("line {line}: a quoted field is not closed"));
+    }
+    if field.len() > MAX_FIELD {
+        return Err(too_long(line));
     }
     if !field.is_empty() || !row.is_empty() || quoted_field {
         row.push(field);
@@ -251,6 +258,17 @@ mod tests {
         let long = format!("src_user,dst_user\n{},b\n", "a".repeat(MAX_FIELD + 1));
         assert!(
             parse(&long)
+                .unwrap_err()
+                .contains("line 2: a field longer than")
+        );
+        let exact = format!("src_user,dst_user\n{},b\n", "a".repeat(MAX_FIELD));
+        assert_eq!(
+            parse(&exact).unwrap()[0].get("src_user").map(str::len),
+            Some(MAX_FIELD)
+        );
+        let last = format!("src_user,dst_user\nb,{}", "é".repeat(MAX_FIELD / 2 + 1));
+        assert!(
+            parse(&last)
                 .unwrap_err()
                 .contains("line 2: a field longer than")
         );

@@ -78,13 +78,15 @@ pub fn check_user(user: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A host name or address: no white space, control characters or `/`, at most 253 bytes (as
-/// the API's edge checks). The error never echoes control characters raw.
+/// A host name or address: no white space, control characters, `/`, `@`, brackets or `%`, a
+/// `:` only in an IPv6 address, at most 253 bytes (as the API's edge checks). The error never
+/// echoes control characters raw.
 pub fn check_host(host: &str) -> Result<(), String> {
     if host.len() > 253
-        || host
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        || host.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '/' | '@' | '[' | ']' | '%')
+        })
+        || (host.contains(':') && host.parse::<std::net::Ipv6Addr>().is_err())
     {
         return Err(format!(
             "\"{}\" is not a host name or address",
@@ -94,21 +96,29 @@ pub fn check_host(host: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `HOST`, `HOST:PORT`, `[IPv6]` or `[IPv6]:PORT`.
+/// `HOST`, `HOST:PORT`, `[IPv6]` or `[IPv6]:PORT`; a port is 1 to 65535 in decimal digits.
 pub fn split_host_port(s: &str) -> Option<(String, Option<u16>)> {
     if let Some(rest) = s.strip_prefix('[') {
         let (h, after) = rest.split_once(']')?;
         let port = match after.strip_prefix(':') {
-            Some(p) => Some(p.parse().ok()?),
+            Some(p) => Some(port_number(p)?),
             None if after.is_empty() => None,
             None => return None,
         };
         return Some((h.to_owned(), port));
     }
     match s.rsplit_once(':') {
-        Some((h, p)) => Some((h.to_owned(), Some(p.parse().ok()?))),
+        Some((h, p)) => Some((h.to_owned(), Some(port_number(p)?))),
         None => Some((s.to_owned(), None)),
     }
+}
+
+/// A TCP port as written in a URL: digits only (`parse` alone takes "+993"), never 0.
+fn port_number(p: &str) -> Option<u16> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    p.parse().ok().filter(|&n| n != 0)
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -117,8 +127,12 @@ fn percent_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hex = b.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                // `from_str_radix` alone would take "%+f" as 0x0f.
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
             out.push(b[i]);
@@ -203,6 +217,9 @@ mod tests {
             "imaps://a@host:99999",
             "imaps://a@",
             "imaps://a@h:x",
+            "imaps://a@h:0",
+            "imaps://a@h:+993",
+            "imaps://a%+f@h",
         ] {
             assert!(parse(bad, "--src").is_err(), "{bad}");
         }
@@ -219,6 +236,8 @@ mod tests {
             "imaps://a@h\nx",
             "imaps://a@h x",
             "imaps://a\r\nb@h",
+            "imaps://a@[h]x]:993",
+            "imaps://a@[not:v6]",
         ] {
             let e = parse(bad, "--src").expect_err(bad);
             assert!(!e.contains(['\r', '\n', '\0']), "{bad}: {e:?}");

@@ -4,17 +4,16 @@
 
 mod admin;
 mod args;
-mod batch;
 mod ctl;
 mod embedded;
-mod endpoint;
 mod fleet_config;
-mod input;
 mod output;
 mod preflight;
 mod progress;
 mod roles;
 mod telemetry;
+
+use mailferry_cli::{batch, endpoint, input};
 
 use clap::{CommandFactory, FromArgMatches};
 use tokio::sync::watch;

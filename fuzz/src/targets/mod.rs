@@ -48,6 +48,8 @@ registry!(
     message_key,
     throttle_hint,
     uid_set,
+    batch_csv,
+    endpoint_url,
     selftest,
 );
 
