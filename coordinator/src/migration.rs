@@ -346,6 +346,9 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                 // One generation per run in the embedded mode: a rerun plans afresh.
                 let plan = plan_chain(&inv, &t.sources, 1, &self.opts.plan);
                 run.tally.add_plan(&inv, &plan);
+                for w in &inv.warnings {
+                    run.tally.note(w.clone());
+                }
                 let (msgs, bytes) = plan.figures.iter().fold((0u64, 0u64), |a, (_, f)| {
                     (
                         a.0.saturating_add(f.planned),
@@ -942,6 +945,7 @@ mod tests {
                         target_raw,
                         target_inventory,
                         sources,
+                        warnings: vec![],
                     }))
                 }
                 TaskBody::CreateFolders(c) => {

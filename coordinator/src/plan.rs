@@ -217,6 +217,7 @@ mod tests {
             target_raw: "Sent".into(),
             target_inventory: target,
             sources,
+            warnings: vec![],
         }
     }
 

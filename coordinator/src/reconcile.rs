@@ -193,6 +193,7 @@ mod tests {
             target_raw: "INBOX".into(),
             target_inventory: Some(target),
             sources,
+            warnings: vec![],
         }
     }
 

@@ -57,6 +57,9 @@ pub enum WarningCode {
     /// fetched again; it was copied as served. Some servers (Exchange) announce approximate
     /// sizes.
     SizeMismatch,
+    /// Messages already on the target were recognised by their content: the two servers
+    /// render their identifying header fields differently, so their keys did not match.
+    HeadersRenderedDifferently,
     /// A source folder was deleted while the run went on (listed, then `[NONEXISTENT]`); it
     /// was skipped.
     FolderVanished,

@@ -470,6 +470,10 @@ pub struct InventoryResult {
     pub target_inventory: Option<FolderInventory>,
     /// Each source folder, in the task's order.
     pub sources: Vec<FolderInventory>,
+    /// What the inventory noticed that the pair's summary should say (messages recognised by
+    /// content, for instance).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<crate::report::Warning>,
 }
 
 /// A message that could not be copied.

@@ -8,6 +8,7 @@
 //! * [`imap_client`]: seed and read accounts (create, subscribe, append, list) by raw name.
 //! * [`fixtures`]: deterministic messages, ordinary and awkward.
 //! * [`cli`]: find (or build) the `mailferry` binary and run it with a timeout.
+//! * [`run`]: run it between two ends (scripted or real) and read its JSON summary.
 //! * [`verify`]: snapshot an account and compare source with target through a folder mapping.
 //! * [`fake_server`]: a scripted fake IMAP server for misbehaving-server cases.
 //! * [`scripted`]: an honest minimal IMAP server over an in-memory account, with quirks and
@@ -43,6 +44,7 @@ pub mod imap_client;
 pub mod oauth2;
 pub mod otlp;
 pub mod proxy;
+pub mod run;
 pub mod scripted;
 pub mod servers;
 pub mod tls;

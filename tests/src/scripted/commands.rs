@@ -105,7 +105,7 @@ pub fn answer(
             tagged(tag, "OK", "UNSELECT completed")
         }
         "UID FETCH" => match session.selected.as_deref().and_then(|n| account.folder(n)) {
-            Some(folder) => fetch::uid_fetch(req, folder),
+            Some(folder) => fetch::uid_fetch(req, folder, quirks.header_fields),
             None => tagged(tag, "BAD", "no folder selected"),
         },
         "CREATE" => create(req, account),

@@ -2,6 +2,7 @@
 //! items mailferry asks for: UID, FLAGS, INTERNALDATE, RFC822.SIZE, `BODY.PEEK[]` and
 //! `BODY.PEEK[HEADER.FIELDS (...)]`.
 
+use super::HeaderFields;
 use super::account::{Folder, Message};
 use super::request::{Request, Token};
 
@@ -24,12 +25,18 @@ pub fn in_set(set: &str, uid: u32, max_uid: u32) -> bool {
 }
 
 /// The header lines of `body` whose field name is in `fields` (continuation lines kept), then
-/// the blank line, as `BODY[HEADER.FIELDS (...)]` returns them.
-pub fn header_fields(body: &[u8], fields: &[String]) -> Vec<u8> {
-    let header_end = body
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(body.len(), |p| p + 2);
+/// the blank line, as `BODY[HEADER.FIELDS (...)]` returns them, rendered the way `how` says.
+pub fn header_fields(body: &[u8], fields: &[String], how: HeaderFields) -> Vec<u8> {
+    let blank = body.windows(4).position(|w| w == b"\r\n\r\n");
+    let header_end = match (blank, how) {
+        (Some(p), _) => p + 2,
+        (None, HeaderFields::EmptyWithoutBlankLine) => 0,
+        (None, _) => body.len(),
+    };
+    let fields: Vec<&String> = fields
+        .iter()
+        .filter(|f| how != HeaderFields::WithoutReceived || !f.eq_ignore_ascii_case("RECEIVED"))
+        .collect();
     let mut out = Vec::new();
     let mut keep = false;
     for line in body[..header_end].split_inclusive(|b| *b == b'\n') {
@@ -69,7 +76,7 @@ fn items(req: &Request) -> Vec<String> {
 }
 
 /// The FETCH response of one message (seq is its 1-based position).
-pub fn fetch_response(seq: usize, m: &Message, items: &[String]) -> Vec<u8> {
+pub fn fetch_response(seq: usize, m: &Message, items: &[String], how: HeaderFields) -> Vec<u8> {
     let mut out = format!("* {seq} FETCH (UID {}", m.uid).into_bytes();
     for item in items {
         match item.as_str() {
@@ -93,7 +100,7 @@ pub fn fetch_response(seq: usize, m: &Message, items: &[String]) -> Vec<u8> {
                     .map(str::to_owned)
                     .collect();
                 out.extend(format!(" BODY[HEADER.FIELDS ({})] ", names.join(" ")).into_bytes());
-                literal(&mut out, &header_fields(&m.body, &names));
+                literal(&mut out, &header_fields(&m.body, &names, how));
             }
             _ => {}
         }
@@ -103,14 +110,14 @@ pub fn fetch_response(seq: usize, m: &Message, items: &[String]) -> Vec<u8> {
 }
 
 /// The reply to `UID FETCH set (items)` on `folder`.
-pub fn uid_fetch(req: &Request, folder: &Folder) -> Vec<u8> {
+pub fn uid_fetch(req: &Request, folder: &Folder, how: HeaderFields) -> Vec<u8> {
     let set = req.args.first().and_then(Token::text).unwrap_or_default();
     let items = items(req);
     let max = folder.max_uid();
     let mut out = Vec::new();
     for (i, m) in folder.messages.iter().enumerate() {
         if in_set(&set, m.uid, max) {
-            out.extend(fetch_response(i + 1, m, &items));
+            out.extend(fetch_response(i + 1, m, &items, how));
         }
     }
     out.extend(format!("{} OK UID FETCH completed\r\n", req.tag).into_bytes());
@@ -135,7 +142,23 @@ mod tests {
     #[test]
     fn header_fields_keep_folded_lines() {
         let body = b"From: a\r\nX: y\r\nSubject: one\r\n two\r\n\r\nbody";
-        let h = header_fields(body, &["SUBJECT".into(), "FROM".into()]);
+        let names = ["SUBJECT".into(), "FROM".into(), "RECEIVED".into()];
+        let h = header_fields(body, &names, HeaderFields::default());
         assert_eq!(h, b"From: a\r\nSubject: one\r\n two\r\n\r\n");
+    }
+
+    #[test]
+    fn renderings_differ_as_servers_do() {
+        let names = ["SUBJECT".into(), "RECEIVED".into()];
+        let odd = b"Subject: only a header line";
+        let whole = header_fields(odd, &names, HeaderFields::WholeMessageWithoutBlankLine);
+        assert_eq!(whole, b"Subject: only a header line\r\n");
+        assert_eq!(
+            header_fields(odd, &names, HeaderFields::EmptyWithoutBlankLine),
+            b"\r\n"
+        );
+        let traced = b"Received: from x\r\nSubject: s\r\n\r\nbody";
+        let h = header_fields(traced, &names, HeaderFields::WithoutReceived);
+        assert_eq!(h, b"Subject: s\r\n\r\n");
     }
 }

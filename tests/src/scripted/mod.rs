@@ -45,6 +45,20 @@ pub struct Quirks {
     pub uidplus: bool,
     /// Offers LITERAL+ (RFC 7888).
     pub literal_plus: bool,
+    /// How `BODY[HEADER.FIELDS (...)]` renders a message (servers differ on odd ones).
+    pub header_fields: HeaderFields,
+}
+
+/// Ways servers render `BODY[HEADER.FIELDS (...)]` (RFC 3501 §6.4.5), where they differ.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HeaderFields {
+    /// The header section ends at the first blank line; a message without one is all header.
+    #[default]
+    WholeMessageWithoutBlankLine,
+    /// A message without a blank line has no header section: its rendering is empty.
+    EmptyWithoutBlankLine,
+    /// `Received` fields are never rendered (the server treats trace fields apart).
+    WithoutReceived,
 }
 
 impl Default for Quirks {
@@ -52,6 +66,7 @@ impl Default for Quirks {
         Quirks {
             uidplus: true,
             literal_plus: true,
+            header_fields: HeaderFields::default(),
         }
     }
 }

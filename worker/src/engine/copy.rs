@@ -428,7 +428,6 @@ async fn already_copied<S: Store, C: CredentialSource>(
             .iter()
             .filter_map(|i| i.header_key.filter(|h| *h != i.key))
             .collect();
-        let any_fallback = task.items.iter().any(|i| i.header_key.is_none());
         let items = dst
             .uid_fetch_all(
                 &format!("{fetch_from}:*"),
@@ -443,10 +442,16 @@ async fn already_copied<S: Store, C: CredentialSource>(
                     .await?
                     .map(|b| key::refine(h, key::body_digest(&b))),
                 Some(h) => Some(h),
-                None if any_fallback => body_of(dst, t.uid, t.size)
+                // Rendered with no identifying field: keyed from the whole message as the
+                // inventory keys it (engine/keys.rs), so a server that renders an odd header
+                // as nothing still finds the copy.
+                None => body_of(dst, t.uid, t.size)
                     .await?
-                    .map(|b| key::fallback_key(&b)),
-                None => None,
+                    .map(|b| match key::header_key(&b) {
+                        Some(h) if refined.contains(&h) => key::refine(h, key::body_digest(&b)),
+                        Some(h) => h,
+                        None => key::fallback_key(&b),
+                    }),
             };
             if let Some(k) = k {
                 *counts.entry(k).or_default() += 1;

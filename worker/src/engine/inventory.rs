@@ -4,9 +4,8 @@
 //! Keys come from the identifying headers alone, except where a header key occurs more than once
 //! on either side: those messages (on both sides) are refined by a digest of their body, fetched
 //! only for them, so two different messages sharing headers are never confused (DESIGN.md,
-//! "Message key"). Messages with none of the identifying headers are keyed by their whole content.
-
-use std::collections::{HashMap, HashSet};
+//! "Message key"). Messages rendered with none of the identifying headers are keyed from their
+//! whole content, and messages left unmatched are compared by content (`keys`).
 
 use mailferry_fleet::{CredentialSource, Store};
 use mailferry_proto::MessageKey;
@@ -15,6 +14,7 @@ use mailferry_proto::task::{
 };
 
 use super::Engine;
+use super::keys::{self, Fetched};
 use crate::imap::{Connection, ImapResult};
 use crate::mailbox::key::{self, KEY_HEADER_FIELDS};
 use crate::mailbox::name::encode_path;
@@ -50,23 +50,59 @@ pub async fn run<S: Store, C: CredentialSource>(
     let (mut src_conn, mut sources) = src?;
     let (mut dst_conn, mut target) = dst?;
 
-    let ambiguous = ambiguous_keys(&sources, target.as_ref());
+    // Keys the identifying header fields do not settle (keys.rs): first messages rendered
+    // without them, then ambiguous keys, then the content check of what is left unmatched.
+    let mut src_fetched: Vec<Fetched> = sources.iter().map(|_| Fetched::default()).collect();
+    let mut dst_fetched = Fetched::default();
     let (r1, r2) = tokio::join!(
         async {
-            for f in sources.iter_mut() {
-                refine_folder(engine, &mut src_conn, f, &ambiguous).await?;
+            for (f, seen) in sources.iter_mut().zip(src_fetched.iter_mut()) {
+                keys::key_from_content(engine, &mut src_conn, f, seen).await?;
             }
             Ok::<_, crate::imap::ImapError>(())
         },
         async {
             if let Some(t) = target.as_mut() {
-                refine_folder(engine, &mut dst_conn, t, &ambiguous).await?;
+                keys::key_from_content(engine, &mut dst_conn, t, &mut dst_fetched).await?;
             }
             Ok::<_, crate::imap::ImapError>(())
         }
     );
     r1?;
     r2?;
+    let ambiguous = keys::ambiguous_keys(&sources, target.as_ref());
+    let (r1, r2) = tokio::join!(
+        async {
+            for (f, seen) in sources.iter_mut().zip(src_fetched.iter_mut()) {
+                keys::refine_ambiguous(engine, &mut src_conn, f, &ambiguous, seen).await?;
+            }
+            Ok::<_, crate::imap::ImapError>(())
+        },
+        async {
+            if let Some(t) = target.as_mut() {
+                keys::refine_ambiguous(engine, &mut dst_conn, t, &ambiguous, &mut dst_fetched)
+                    .await?;
+            }
+            Ok::<_, crate::imap::ImapError>(())
+        }
+    );
+    r1?;
+    r2?;
+    let mut warnings = Vec::new();
+    if let Some(t) = target.as_mut() {
+        let source = keys::Side {
+            conn: &mut src_conn,
+            folders: sources.iter_mut().collect(),
+            fetched: src_fetched.iter_mut().collect(),
+        };
+        let dest = keys::Side {
+            conn: &mut dst_conn,
+            folders: vec![t],
+            fetched: vec![&mut dst_fetched],
+        };
+        warnings
+            .extend(keys::match_by_content(engine, source, dest, &task.target.to_string()).await?);
+    }
     engine.release(pair, src_conn);
     engine.release(pair, dst_conn);
     Ok(InventoryResult {
@@ -74,76 +110,8 @@ pub async fn run<S: Store, C: CredentialSource>(
         target_raw,
         target_inventory: target,
         sources,
+        warnings,
     })
-}
-
-/// Header keys that occur more than once on either side.
-fn ambiguous_keys(
-    sources: &[FolderInventory],
-    target: Option<&FolderInventory>,
-) -> HashSet<MessageKey> {
-    let mut out = HashSet::new();
-    let mut count = |msgs: &mut dyn Iterator<Item = &InventoryMessage>| {
-        let mut seen: HashMap<MessageKey, u32> = HashMap::new();
-        for m in msgs {
-            if let Some(h) = m.header_key {
-                let c = seen.entry(h).or_default();
-                *c += 1;
-                if *c > 1 {
-                    out.insert(h);
-                }
-            }
-        }
-    };
-    count(&mut sources.iter().flat_map(|f| f.messages.iter()));
-    if let Some(t) = target {
-        count(&mut t.messages.iter());
-    }
-    out
-}
-
-/// Fetches the full content of messages whose key needs it (no identifying headers, or an
-/// ambiguous header key) and sets their key. One message per command, under the byte budget.
-async fn refine_folder<S: Store, C: CredentialSource>(
-    engine: &Engine<S, C>,
-    conn: &mut Connection,
-    folder: &mut FolderInventory,
-    ambiguous: &HashSet<MessageKey>,
-) -> ImapResult<()> {
-    let needs: Vec<usize> = folder
-        .messages
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| m.header_key.is_none_or(|h| ambiguous.contains(&h)))
-        .map(|(i, _)| i)
-        .collect();
-    if needs.is_empty() {
-        return Ok(());
-    }
-    conn.examine(&folder.raw).await?;
-    for i in needs {
-        let Some(m) = folder.messages.get_mut(i) else {
-            continue;
-        };
-        let _permit = engine.budget.acquire(m.size).await;
-        conn.expect_message(m.size);
-        let items = conn
-            .uid_fetch_all(&m.uid.to_string(), "UID BODY.PEEK[]")
-            .await?;
-        let Some(body) = items
-            .into_iter()
-            .find(|f| f.uid == m.uid)
-            .and_then(|f| f.body)
-        else {
-            // Expunged meanwhile: keep the header key; the copy will report it if it is gone.
-            continue;
-        };
-        m.key = match m.header_key {
-            Some(h) => key::refine(h, key::body_digest(&body)),
-            None => key::fallback_key(&body),
-        };
-    }
-    Ok(())
 }
 
 /// Inventories one folder: EXAMINE, then one streamed UID FETCH of sizes, flags, dates and the
@@ -202,51 +170,4 @@ pub async fn inventory_folder(
         inv.uidnext = last.uid.saturating_add(1);
     }
     Ok(inv)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn msg(uid: u32, k: u8) -> InventoryMessage {
-        InventoryMessage {
-            uid,
-            size: 1,
-            key: MessageKey([k; 16]),
-            header_key: Some(MessageKey([k; 16])),
-            flags: vec![],
-            internal_date: None,
-            subject: String::new(),
-            modseq: None,
-        }
-    }
-
-    fn folder(msgs: Vec<InventoryMessage>) -> FolderInventory {
-        FolderInventory {
-            raw: "x".into(),
-            uidvalidity: 1,
-            uidnext: 1,
-            permanent_flags: vec![],
-            messages: msgs,
-        }
-    }
-
-    #[test]
-    fn keys_repeated_on_either_side_are_ambiguous() {
-        let src = vec![
-            folder(vec![msg(1, 1), msg(2, 2)]),
-            folder(vec![msg(1, 2), msg(2, 3)]),
-        ];
-        let dst = folder(vec![msg(1, 3), msg(2, 3), msg(3, 1)]);
-        let amb = ambiguous_keys(&src, Some(&dst));
-        assert!(
-            amb.contains(&MessageKey([2; 16])),
-            "twice across two source folders of one target"
-        );
-        assert!(amb.contains(&MessageKey([3; 16])), "twice on the target");
-        assert!(
-            !amb.contains(&MessageKey([1; 16])),
-            "once per side is not ambiguous"
-        );
-    }
 }

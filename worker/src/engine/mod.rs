@@ -5,6 +5,7 @@
 pub mod copy;
 pub mod folders;
 pub mod inventory;
+pub mod keys;
 pub mod list;
 pub mod pipeline;
 pub mod rate;

@@ -642,13 +642,32 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             .dst
             .uid_fetch_all(
                 &uid_set(sample.into_iter()),
-                &format!("UID BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]"),
+                &format!("UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({KEY_HEADER_FIELDS})]"),
             )
             .await?;
-        let unstable = heads.into_iter().any(|it| {
-            let expected = self.requested.get(&it.uid).and_then(|(_, _, k)| *k);
-            expected.is_some() && key::header_key(&it.header.unwrap_or_default()) != expected
-        });
+        let mut unstable = false;
+        for it in heads {
+            let Some(expected) = self.requested.get(&it.uid).and_then(|(_, _, k)| *k) else {
+                continue;
+            };
+            if key::header_key(&it.header.unwrap_or_default()) == Some(expected) {
+                continue;
+            }
+            // Rendered otherwise, or changed? The copy's own header section tells: the same
+            // identifying fields there mean the target only renders them differently, which
+            // the inventory's keying from content (engine/keys.rs) recognises.
+            if let Some(size) = it.size {
+                self.dst.expect_message(size);
+            }
+            let copy = self
+                .dst
+                .uid_fetch_all(&it.uid.to_string(), "UID BODY.PEEK[]")
+                .await?
+                .into_iter()
+                .find(|f| f.uid == it.uid)
+                .and_then(|f| f.body);
+            unstable |= copy.is_some_and(|b| key::header_key(&b) != Some(expected));
+        }
         for flag in not_kept {
             self.result.warnings.push(Warning {
                 code: WarningCode::FlagNotKept,
@@ -662,7 +681,7 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             self.result.warnings.push(Warning {
                 code: WarningCode::KeyUnstable,
                 folder: Some(folder.clone()),
-                message: format!("the target rewrote the headers of messages appended to {folder:?}; a rerun without the --state directory could copy them again"),
+                message: format!("the target changed the identifying header fields (Message-ID, Date, From, To, Subject, Received) of messages appended to {folder:?}; a rerun without the --state directory could copy them again"),
             });
         }
         self.requested.clear();
