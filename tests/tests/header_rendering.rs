@@ -88,3 +88,31 @@ async fn copies_rendered_without_a_field_are_recognised_by_content() {
         runs[1]
     );
 }
+
+/// Body fetches of one message for keying (`UID FETCH n UID BODY.PEEK[]`), as the server saw them.
+fn keying_fetches(server: &ScriptedServer) -> usize {
+    server
+        .commands()
+        .iter()
+        .filter(|c| c.starts_with("UID FETCH") && c.ends_with("(UID BODY.PEEK[])"))
+        .count()
+}
+
+/// The content check costs nothing when nothing is left unmatched: a first run into an empty
+/// folder and a rerun that owes nothing fetch no body to compare. Only the header-only message,
+/// rendered with no identifying field, is fetched: to key it, and once after it was appended,
+/// to tell a target that renders it otherwise from one that changed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_unmatched_means_no_body_compared() {
+    let src = server(HeaderFields::EmptyWithoutBlankLine, source_account()).await;
+    let dst = server(HeaderFields::EmptyWithoutBlankLine, Account::new()).await;
+    let first = mailferry("migrate", End::Scripted(&src), End::Scripted(&dst), &[]).await;
+    assert_eq!(first.code, 0, "{first}");
+    assert_eq!(keying_fetches(&src), 1, "{:#?}", src.commands());
+    assert_eq!(keying_fetches(&dst), 1, "{:#?}", dst.commands());
+    assert!(first.warnings("key_unstable").is_empty(), "{first}");
+    let rerun = mailferry("migrate", End::Scripted(&src), End::Scripted(&dst), &[]).await;
+    assert_eq!(rerun.json["messages_copied"].as_u64(), Some(0), "{rerun}");
+    assert_eq!(keying_fetches(&src), 2, "{:#?}", src.commands());
+    assert_eq!(keying_fetches(&dst), 2, "{:#?}", dst.commands());
+}

@@ -196,11 +196,13 @@ pub async fn match_by_content<S: Store, C: CredentialSource>(
             .collect()
     };
     let (src_keys, dst_keys) = (keys_of(&sources), keys_of(&targets));
-    let dst_sizes: HashSet<u64> = unmatched(&targets, &src_keys, &HashSet::new())
+    let dst_sizes: HashSet<u64> = unmatched(&targets, &src_keys, None)
         .iter()
         .map(|&(f, i)| targets[f].messages[i].size)
         .collect();
-    let src_cands = unmatched(&sources, &dst_keys, &dst_sizes);
+    // Most often nothing is left unmatched on the target (a first run, a rerun that owes
+    // nothing), and nothing is fetched.
+    let src_cands = unmatched(&sources, &dst_keys, Some(&dst_sizes));
     if src_cands.is_empty() {
         return Ok(None);
     }
@@ -208,7 +210,7 @@ pub async fn match_by_content<S: Store, C: CredentialSource>(
         .iter()
         .map(|&(f, i)| sources[f].messages[i].size)
         .collect();
-    let dst_cands = unmatched(&targets, &src_keys, &src_sizes);
+    let dst_cands = unmatched(&targets, &src_keys, Some(&src_sizes));
     let (r1, r2) = tokio::join!(
         fetch_wholes(engine, src_conn, &mut sources, &mut src_fetched, &src_cands),
         fetch_wholes(engine, dst_conn, &mut targets, &mut dst_fetched, &dst_cands),
@@ -246,11 +248,11 @@ pub async fn match_by_content<S: Store, C: CredentialSource>(
 }
 
 /// Positions (folder, message) of messages whose key is not in `partner_keys`, limited to the
-/// sizes in `sizes` when it is not empty, at most [`MAX_CONTENT_CANDIDATES`].
+/// sizes in `sizes` when given, at most [`MAX_CONTENT_CANDIDATES`].
 fn unmatched(
     folders: &[&mut FolderInventory],
     partner_keys: &HashSet<MessageKey>,
-    sizes: &HashSet<u64>,
+    sizes: Option<&HashSet<u64>>,
 ) -> Vec<(usize, usize)> {
     folders
         .iter()
@@ -261,7 +263,7 @@ fn unmatched(
                 .iter()
                 .enumerate()
                 .filter(|(_, m)| {
-                    !partner_keys.contains(&m.key) && (sizes.is_empty() || sizes.contains(&m.size))
+                    !partner_keys.contains(&m.key) && sizes.is_none_or(|s| s.contains(&m.size))
                 })
                 .map(move |(i, _)| (f, i))
         })
@@ -366,10 +368,14 @@ mod tests {
         let partner: HashSet<MessageKey> = [MessageKey([1; 16])].into();
         let folders = vec![&mut a, &mut b];
         assert_eq!(
-            unmatched(&folders, &partner, &HashSet::new()),
+            unmatched(&folders, &partner, None),
             vec![(0, 1), (0, 2), (1, 0)]
         );
-        assert_eq!(unmatched(&folders, &partner, &[7].into()), vec![(0, 2)]);
+        assert_eq!(
+            unmatched(&folders, &partner, Some(&[7].into())),
+            vec![(0, 2)]
+        );
+        assert!(unmatched(&folders, &partner, Some(&HashSet::new())).is_empty());
     }
 
     #[test]
@@ -377,7 +383,7 @@ mod tests {
         let mut big = folder((1..=1000).map(|u| msg(u, 9)).collect());
         let folders = vec![&mut big];
         assert_eq!(
-            unmatched(&folders, &HashSet::new(), &HashSet::new()).len(),
+            unmatched(&folders, &HashSet::new(), None).len(),
             MAX_CONTENT_CANDIDATES
         );
     }
