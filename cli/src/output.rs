@@ -281,10 +281,7 @@ pub fn report_name(record: Option<u64>, source: &str) -> String {
 pub fn failures_csv(s: &PairSummary) -> String {
     let mut o = String::from("folder,uid,subject,size,kind,reason,advice\r\n");
     for f in &s.failures {
-        let kind = serde_json::to_value(f.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let kind = f.kind.code();
         let _ = write!(
             o,
             "{},{},{},{},{},{},{}\r\n",

@@ -41,8 +41,8 @@ fn saturating_sum(figures: impl Iterator<Item = u64>) -> u64 {
     figures.fold(0, u64::saturating_add)
 }
 
-fn mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+fn size_text(bytes: u64) -> String {
+    mailferry_proto::report::bytes_text(bytes)
 }
 
 /// Builds the report from a List result taken with sizes.
@@ -99,9 +99,9 @@ pub fn report(
             blocking: true,
             message: format!(
                 "the target has {} of quota free but the migration needs up to {}: raise the target's quota by {} or leave folders out with --exclude",
-                mb(free),
-                mb(bytes_needed),
-                mb(bytes_needed.saturating_sub(free))
+                size_text(free),
+                size_text(bytes_needed),
+                size_text(bytes_needed.saturating_sub(free))
             ),
         });
     }
@@ -131,14 +131,14 @@ pub fn report(
         let list: Vec<String> = too_big
             .iter()
             .take(5)
-            .map(|(f, u, sz)| format!("{f} UID {u} ({})", mb(*sz)))
+            .map(|(f, u, sz)| format!("{f} UID {u} ({})", size_text(*sz)))
             .collect();
         problems.push(Problem {
             blocking: true,
             message: format!(
                 "{} message(s) are larger than the target accepts ({}), e.g. {}: raise the target's limit, or leave them out with --max-size {l}",
                 too_big.len(),
-                mb(l),
+                size_text(l),
                 list.join(", ")
             ),
         });

@@ -926,7 +926,7 @@ impl Control {
                     uid: 0,
                     subject: String::new(),
                     size: 0,
-                    kind: kind.to_string(),
+                    kind: kind.code().to_owned(),
                     reason: err.clone(),
                     advice: kind.advice().to_owned(),
                 });
@@ -940,7 +940,7 @@ impl Control {
                     uid: f.uid,
                     subject: f.subject.clone(),
                     size: f.size,
-                    kind: f.kind.to_string(),
+                    kind: f.kind.code().to_owned(),
                     reason: f.reason.clone(),
                     advice: f.advice.clone(),
                 });

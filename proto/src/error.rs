@@ -54,6 +54,23 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// The documented code of this kind, as in the JSON summary (`too_large`, `over_quota`…):
+    /// the one name `migrate --json`, `ctl failures` and `--report-dir` all use.
+    pub fn code(self) -> &'static str {
+        match self {
+            FailureKind::OverQuota => "over_quota",
+            FailureKind::TooLarge => "too_large",
+            FailureKind::Rejected => "rejected",
+            FailureKind::FolderRefused => "folder_refused",
+            FailureKind::VanishedFromSource => "vanished_from_source",
+            FailureKind::WrongMessage => "wrong_message",
+            FailureKind::Transient => "transient",
+            FailureKind::Auth => "auth",
+            FailureKind::Connect => "connect",
+            FailureKind::Other => "other",
+        }
+    }
+
     /// What the user should do about a failure of this kind.
     pub fn advice(self) -> &'static str {
         match self {
@@ -100,5 +117,32 @@ impl std::fmt::Display for FailureKind {
             FailureKind::Other => "target said no",
         };
         f.write_str(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_codes_are_the_json_names() {
+        use FailureKind::*;
+        for kind in [
+            OverQuota,
+            TooLarge,
+            Rejected,
+            FolderRefused,
+            VanishedFromSource,
+            WrongMessage,
+            Transient,
+            Auth,
+            Connect,
+            Other,
+        ] {
+            assert_eq!(
+                serde_json::to_value(kind).ok(),
+                Some(serde_json::Value::from(kind.code()))
+            );
+        }
     }
 }

@@ -339,3 +339,41 @@ pub struct BatchCheck {
     /// When the last check finished.
     pub finished_at: DateTime<Utc>,
 }
+
+/// A size for people that never rounds two different sizes into the same figure: exact bytes
+/// with thousands separators below 10 MB (`128,107 bytes`, so a message and the limit it
+/// exceeds cannot both read "0.1 MB"), megabytes with one decimal and the exact count above.
+pub fn bytes_text(bytes: u64) -> String {
+    let digits = bytes.to_string();
+    let mut grouped = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    if bytes < 10_000_000 {
+        format!("{grouped} bytes")
+    } else {
+        format!("{:.1} MB ({grouped} bytes)", bytes as f64 / 1_000_000.0)
+    }
+}
+
+#[cfg(test)]
+mod bytes_text_tests {
+    use super::bytes_text;
+
+    #[test]
+    fn sizes_never_round_into_a_contradiction() {
+        assert_eq!(bytes_text(0), "0 bytes");
+        assert_eq!(bytes_text(999), "999 bytes");
+        assert_eq!(bytes_text(128_107), "128,107 bytes");
+        assert_eq!(bytes_text(102_400), "102,400 bytes");
+        assert_eq!(bytes_text(9_999_999), "9,999,999 bytes");
+        assert_eq!(bytes_text(14_200_000), "14.2 MB (14,200,000 bytes)");
+        assert_eq!(
+            bytes_text(u64::MAX),
+            "18446744073709.6 MB (18,446,744,073,709,551,615 bytes)"
+        );
+    }
+}

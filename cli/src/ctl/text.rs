@@ -11,6 +11,11 @@ fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1_000_000.0)
 }
 
+/// A message's size: exact below 10 MB, so a size and a limit never read the same.
+fn size(bytes: u64) -> String {
+    mailferry_proto::report::bytes_text(bytes)
+}
+
 fn when(t: Option<&prost_types::Timestamp>) -> String {
     time(t).unwrap_or_else(|| "-".into())
 }
@@ -152,20 +157,25 @@ pub fn pair(p: &Pair, folders: bool) -> String {
     o
 }
 
-/// The failures table: pair, folder, UID, size, kind, reason, advice.
+/// Longest subject shown in the failures table, in characters.
+const SUBJECT_COLUMN: usize = 40;
+
+/// The failures table (pair as `source → target`, folder, UID, size, kind code, subject,
+/// reason), then what to do, once per kind: the advice is the kind's, and repeating it on every
+/// row made the table hundreds of columns wide.
 pub fn failures(list: &[Failure]) -> String {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|f| {
-            let pair = if f.source.is_empty() {
-                f.pair_id.clone()
-            } else {
-                f.source.clone()
+            let pair = match (f.source.is_empty(), f.target.is_empty()) {
+                (true, _) => f.pair_id.clone(),
+                (false, true) => f.source.clone(),
+                (false, false) => format!("{} → {}", f.source, f.target),
             };
             let (folder, uid, size) = if f.folder.is_empty() {
                 ("(whole pair)".to_owned(), "-".to_owned(), "-".to_owned())
             } else {
-                (f.folder.clone(), f.uid.to_string(), mb(f.size))
+                (f.folder.clone(), f.uid.to_string(), size(f.size))
             };
             vec![
                 pair,
@@ -173,15 +183,36 @@ pub fn failures(list: &[Failure]) -> String {
                 uid,
                 size,
                 f.kind.clone(),
+                shortened(&f.subject, SUBJECT_COLUMN),
                 f.reason.clone(),
-                f.advice.clone(),
             ]
         })
         .collect();
-    table(
-        &["PAIR", "FOLDER", "UID", "SIZE", "KIND", "REASON", "ADVICE"],
+    let mut o = table(
+        &["PAIR", "FOLDER", "UID", "SIZE", "KIND", "SUBJECT", "REASON"],
         &rows,
-    )
+    );
+    let mut advised: Vec<&str> = Vec::new();
+    for f in list {
+        if !f.advice.is_empty() && !advised.contains(&f.kind.as_str()) {
+            if advised.is_empty() {
+                o.push_str("\nwhat to do:\n");
+            }
+            advised.push(&f.kind);
+            let _ = writeln!(o, "  {}: {}", f.kind, f.advice);
+        }
+    }
+    o
+}
+
+/// `s` cut to `max` characters, an ellipsis marking the cut.
+fn shortened(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
 /// A table of dead letters.
@@ -303,6 +334,7 @@ mod tests {
                 uid: 4812,
                 size: 14_200_000,
                 kind: "too_large".into(),
+                subject: "Re: the quarterly figures, with every table attached".into(),
                 reason: "message larger than the target allows".into(),
                 advice: "exclude with --max-size".into(),
                 ..Failure::default()
@@ -311,15 +343,28 @@ mod tests {
                 pair_id: "p2".into(),
                 kind: "auth".into(),
                 reason: "login refused".into(),
+                advice: "check the password".into(),
+                ..Failure::default()
+            },
+            Failure {
+                source: "x@old".into(),
+                target: "y@new".into(),
+                folder: "INBOX".into(),
+                uid: 7,
+                size: 10,
+                kind: "too_large".into(),
+                reason: "r".into(),
+                advice: "exclude with --max-size".into(),
                 ..Failure::default()
             },
         ];
         let t = failures(&list);
         let lines: Vec<&str> = t.lines().collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 8, "{t}");
         assert!(lines[0].starts_with("PAIR"));
         assert!(
-            lines[1].contains("Archive/2019  4812  14.2 MB  too_large"),
+            lines[1].starts_with("a@old:993 ")
+                && lines[1].contains("Archive/2019  4812  14.2 MB (14,200,000 bytes)  too_large  Re: the quarterly figures, with every t…  message"),
             "{t}"
         );
         assert!(
@@ -328,5 +373,18 @@ mod tests {
         );
         let col = lines[0].find("FOLDER").unwrap();
         assert_eq!(lines[1].find("Archive").unwrap(), col);
+        assert_eq!(
+            lines[4..],
+            [
+                "",
+                "what to do:",
+                "  too_large: exclude with --max-size",
+                "  auth: check the password"
+            ]
+        );
+        assert!(
+            t.contains("x@old → y@new "),
+            "two pairs of one source tell apart\n{t}"
+        );
     }
 }

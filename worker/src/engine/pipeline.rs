@@ -693,7 +693,7 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
 fn classify_append_refusal(done: &Completion, size: u64) -> (FailureKind, String) {
     let code = done.code.as_ref().map(|c| c.name.as_str()).unwrap_or("");
     let text = done.text.trim();
-    let size_mb = size as f64 / 1_048_576.0;
+    let size_text = mailferry_proto::report::bytes_text(size);
     match code {
         "OVERQUOTA" => (
             FailureKind::OverQuota,
@@ -701,7 +701,7 @@ fn classify_append_refusal(done: &Completion, size: u64) -> (FailureKind, String
         ),
         "TOOBIG" | "LIMIT" => (
             FailureKind::TooLarge,
-            format!("message of {size_mb:.1} MB larger than the target allows ({text})"),
+            format!("the message ({size_text}) is larger than the target allows ({text})"),
         ),
         "UNAVAILABLE" | "SERVERBUG" | "INUSE" => {
             (FailureKind::Transient, format!("[{code}] {text}"))
@@ -718,7 +718,7 @@ fn classify_append_refusal(done: &Completion, size: u64) -> (FailureKind, String
         {
             (
                 FailureKind::TooLarge,
-                format!("message of {size_mb:.1} MB larger than the target allows ({text})"),
+                format!("the message ({size_text}) is larger than the target allows ({text})"),
             )
         }
         _ => (
