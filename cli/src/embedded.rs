@@ -331,7 +331,10 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
         ..RunOptions::default()
     };
     let Some(every) = s.sync_every else {
-        return pass(&args, &s.bad_records, specs, &engine, &store, &opts, &stop).await;
+        let code = pass(&args, &s.bad_records, specs, &engine, &store, &opts, &stop).await;
+        // Pooled sessions log out and give their slots back now, not as the runtime stops.
+        engine.close_idle().await;
+        return code;
     };
     // `--sync-every`: a first pass, then an incremental sync on that schedule until interrupted
     // (an interrupt during a pass finishes the batches in hand, as without it).
@@ -348,6 +351,8 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
             &stop,
         )
         .await;
+        // Between passes no session stays open (the next pass is hours away).
+        engine.close_idle().await;
         if *stop.borrow() {
             return code;
         }

@@ -8,6 +8,12 @@ fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1_000_000.0)
 }
 
+/// `1 message`, `2 messages`: a count with its noun in the right number.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// The health check as text.
 pub fn check_text(r: &CheckReport) -> String {
     let mut o = String::new();
@@ -16,11 +22,11 @@ pub fn check_text(r: &CheckReport) -> String {
         let _ = writeln!(o, "  capabilities: {}", a.capabilities.join(" "));
         let _ = writeln!(
             o,
-            "  namespace prefix {:?}, delimiter {:?}; {} folders, {} messages, {}",
+            "  namespace prefix {:?}, delimiter {:?}; {}, {}, {}",
             a.personal_prefix,
             a.delimiter.clone().unwrap_or_default(),
-            a.folders.len(),
-            a.messages,
+            count(a.folders.len() as u64, "folder", "folders"),
+            count(a.messages, "message", "messages"),
             mb(a.bytes)
         );
         if let Some(q) = a.quota {
@@ -192,10 +198,11 @@ pub fn batch_text(b: &mailferry_proto::report::BatchSummary) -> String {
     let failed: u64 = b.pairs.iter().map(|p| p.summary.failed).sum();
     let _ = writeln!(
         o,
-        "batch: {} pairs, {done} completed, {} with problems, {} bad records; {copied} messages copied, {failed} failed",
-        b.pairs.len(),
+        "batch: {}, {done} completed, {} with problems, {}; {} copied, {failed} failed",
+        count(b.pairs.len() as u64, "pair", "pairs"),
         b.pairs.len() - done,
-        b.bad_records.len()
+        count(b.bad_records.len() as u64, "bad record", "bad records"),
+        count(copied, "message", "messages"),
     );
     for r in &b.bad_records {
         let _ = writeln!(o, "  bad record: {}", r.error);

@@ -8,8 +8,13 @@ use mailferry_coordinator::migration::{PairSpec, Progress};
 use mailferry_proto::task::TaskFailure;
 
 struct State {
-    /// Per target folder: (copied, planned) messages.
-    folders: std::collections::HashMap<String, (u64, u64)>,
+    /// Per pair and target folder: (copied, planned) messages.
+    folders: std::collections::HashMap<(String, String), (u64, u64)>,
+    /// Pairs that planned anything: with more than one (`--batch`), lines name the account.
+    pairs: std::collections::HashSet<String>,
+    /// When the first message was copied: the rate (and the ETA) counts from there, not from
+    /// the logins and listing before it.
+    first_copy: Option<Instant>,
     planned_msgs: u64,
     planned_bytes: u64,
     done_msgs: u64,
@@ -21,7 +26,6 @@ struct State {
 pub struct Printer {
     tty: bool,
     quiet: bool,
-    start: Instant,
     state: Mutex<State>,
 }
 
@@ -31,9 +35,10 @@ impl Printer {
         Printer {
             tty: std::io::stderr().is_terminal(),
             quiet,
-            start: Instant::now(),
             state: Mutex::new(State {
                 folders: std::collections::HashMap::new(),
+                pairs: std::collections::HashSet::new(),
+                first_copy: None,
                 planned_msgs: 0,
                 planned_bytes: 0,
                 done_msgs: 0,
@@ -50,19 +55,45 @@ impl Printer {
         }
     }
 
-    fn line(&self, st: &State, folder: &str) -> String {
-        let secs = self.start.elapsed().as_secs_f64().max(0.001);
-        let rate = st.done_msgs as f64 / secs;
-        let mbps = st.done_bytes as f64 / secs / 1_000_000.0;
+    /// The progress line: totals, rate, ETA, and the folder being copied (with its account
+    /// when several pairs run), or how many folders are done when none is half-way.
+    fn line(&self, st: &State, pair: &PairSpec, folder: &str) -> String {
+        let copying = st
+            .first_copy
+            .map_or(0.0, |t| t.elapsed().as_secs_f64())
+            .max(0.001);
+        let rate = st.done_msgs as f64 / copying;
+        let mbps = st.done_bytes as f64 / copying / 1_000_000.0;
         let left = st.planned_msgs.saturating_sub(st.done_msgs);
-        let eta = if rate > 0.0 {
-            format!("{:.0}s", left as f64 / rate)
+        // A rate from the first second or the first percent says little: no ETA until then.
+        let settled = copying >= 2.0 && st.done_msgs * 100 >= st.planned_msgs;
+        let eta = if rate > 0.0 && settled {
+            crate::output::duration_text(Duration::from_secs_f64(left as f64 / rate))
         } else {
             "?".into()
         };
-        let (f_done, f_planned) = st.folders.get(folder).copied().unwrap_or((0, 0));
+        let key = (pair.source.clone(), folder.to_owned());
+        let current = match st.folders.get(&key) {
+            Some(&(done, planned)) if done < planned => Some((&key, done, planned)),
+            _ => st
+                .folders
+                .iter()
+                .filter(|(_, (done, planned))| *done > 0 && done < planned)
+                .min_by(|a, b| a.0.cmp(b.0))
+                .map(|(k, (done, planned))| (k, *done, *planned)),
+        };
+        let where_ = match current {
+            Some(((account, folder), done, planned)) if st.pairs.len() > 1 => {
+                format!(" [{account} {folder}: {done}/{planned}]")
+            }
+            Some(((_, folder), done, planned)) => format!(" [{folder}: {done}/{planned}]"),
+            None => {
+                let finished = st.folders.values().filter(|(d, p)| d >= p).count();
+                format!(" [{finished}/{} folders done]", st.folders.len())
+            }
+        };
         format!(
-            "{}/{} messages, {:.1}/{:.1} MB, {rate:.0} msg/s, {mbps:.1} MB/s, ETA {eta} [{folder}: {f_done}/{f_planned}]",
+            "{}/{} messages, {:.1}/{:.1} MB, {rate:.0} msg/s, {mbps:.1} MB/s, ETA {eta}{where_}",
             st.done_msgs,
             st.planned_msgs,
             st.done_bytes as f64 / 1e6,
@@ -76,30 +107,35 @@ impl Progress for Printer {
         if let Ok(mut st) = self.state.lock() {
             st.planned_msgs += messages;
             st.planned_bytes += bytes;
+            st.pairs.insert(pair.source.clone());
         }
         if !self.quiet {
             eprintln!(
-                "{} -> {}: {messages} messages ({:.1} MB) to copy",
+                "{} -> {}: {} ({:.1} MB) to copy",
                 pair.source,
                 pair.target,
+                crate::output::count(messages, "message", "messages"),
                 bytes as f64 / 1e6
             );
         }
     }
 
-    fn folder_planned(&self, _pair: &PairSpec, folder: &str, messages: u64, _bytes: u64) {
+    fn folder_planned(&self, pair: &PairSpec, folder: &str, messages: u64, _bytes: u64) {
         if let Ok(mut st) = self.state.lock() {
-            st.folders.entry(folder.to_owned()).or_default().1 += messages;
+            let key = (pair.source.clone(), folder.to_owned());
+            st.folders.entry(key).or_default().1 += messages;
         }
     }
 
-    fn copied(&self, _pair: &PairSpec, folder: &str, messages: u64, bytes: u64) {
+    fn copied(&self, pair: &PairSpec, folder: &str, messages: u64, bytes: u64) {
         let Ok(mut st) = self.state.lock() else {
             return;
         };
+        st.first_copy.get_or_insert_with(Instant::now);
         st.done_msgs += messages;
         st.done_bytes += bytes;
-        let entry = st.folders.entry(folder.to_owned()).or_default();
+        let key = (pair.source.clone(), folder.to_owned());
+        let entry = st.folders.entry(key).or_default();
         entry.0 += messages;
         let folder_done = entry.0 >= entry.1;
         if self.quiet {
@@ -116,7 +152,7 @@ impl Progress for Printer {
             return;
         }
         st.last_print = Some(now);
-        let line = self.line(&st, folder);
+        let line = self.line(&st, pair, folder);
         let mut err = std::io::stderr().lock();
         if self.tty {
             let _ = write!(err, "\r\x1b[2K{line}");
@@ -136,5 +172,57 @@ impl Progress for Printer {
                 delay.as_secs()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(source: &str) -> PairSpec {
+        PairSpec {
+            pair_id: source.into(),
+            source: source.into(),
+            target: format!("{source}-new"),
+        }
+    }
+
+    #[test]
+    fn the_line_names_the_folder_being_copied_and_its_account_in_a_batch() {
+        let p = Printer::new(true);
+        let (a, b) = (spec("a@old"), spec("b@old"));
+        p.planned(&a, 10, 1000);
+        p.folder_planned(&a, "INBOX", 4, 0);
+        p.folder_planned(&a, "Sent", 6, 0);
+        p.copied(&a, "INBOX", 4, 400);
+        p.copied(&a, "Sent", 2, 200);
+        let st = p.state.lock().unwrap();
+        let line = p.line(&st, &a, "INBOX");
+        assert!(
+            line.ends_with(" [Sent: 2/6]"),
+            "a finished folder is not named: {line}"
+        );
+        assert!(
+            line.contains("ETA ?"),
+            "no ETA from the first second: {line}"
+        );
+        drop(st);
+        p.planned(&b, 1, 10);
+        p.folder_planned(&b, "INBOX", 1, 0);
+        let st = p.state.lock().unwrap();
+        let line = p.line(&st, &a, "Sent");
+        assert!(line.ends_with(" [a@old Sent: 2/6]"), "{line}");
+    }
+
+    #[test]
+    fn with_no_folder_half_way_the_line_counts_finished_folders() {
+        let p = Printer::new(true);
+        let a = spec("a@old");
+        p.planned(&a, 1, 10);
+        p.folder_planned(&a, "INBOX", 1, 0);
+        p.folder_planned(&a, "Sent", 0, 0);
+        p.copied(&a, "INBOX", 1, 10);
+        let st = p.state.lock().unwrap();
+        assert!(p.line(&st, &a, "INBOX").ends_with(" [2/2 folders done]"));
     }
 }

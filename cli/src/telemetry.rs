@@ -56,6 +56,12 @@ pub fn init(format: LogFormat, service: &str) -> (Telemetry, Option<String>) {
     let logs = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            // Colour codes only for a person at a terminal; a log file or a pipe gets plain text
+            // (NO_COLOR, https://no-color.org, turns them off at a terminal too).
+            .with_ansi(
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            )
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()

@@ -1276,14 +1276,26 @@ fn failure_error(pair: &PairRecord, index: usize, f: &TaskFailure) -> ControlErr
     match f.kind {
         ErrorKind::Config => ControlError::Deadline(f.message.clone()),
         ErrorKind::Auth => ControlError::Precondition(format!(
-            "{field}: login refused for {who}: {} — check the user name and password",
-            f.message
+            "{field}: login refused for {who}: {}{}",
+            f.message,
+            advice_unless_given(&f.message, "check the user name and password")
         )),
         ErrorKind::Connect => ControlError::Precondition(format!(
-            "{field}: cannot reach {who}: {} — check host, port and TLS mode",
-            f.message
+            "{field}: cannot reach {who}: {}{}",
+            f.message,
+            advice_unless_given(&f.message, "check host, port and TLS mode")
         )),
         _ => ControlError::Precondition(format!("{field}: {who}: {}", f.message)),
+    }
+}
+
+/// ` — ADVICE`, unless the worker's message already says what to check (it usually does, and
+/// saying it twice reads as a stutter).
+fn advice_unless_given(message: &str, advice: &str) -> String {
+    if message.contains("check ") {
+        String::new()
+    } else {
+        format!(" — {advice}")
     }
 }
 

@@ -40,9 +40,13 @@ pub enum StoreError {
     /// A stored value could not be read back.
     #[error("state database holds an unreadable value: {0}")]
     Corrupt(String),
-    /// A blocking task panicked or was cancelled.
+    /// A blocking task panicked.
     #[error("state database task failed: {0}")]
     Task(String),
+    /// The process is shutting down: the runtime cancelled the call before it ran. Nothing to
+    /// report; what it would have stored (a slot given back) expires by itself.
+    #[error("state database call cancelled: the process is stopping")]
+    ShuttingDown,
     /// A Redis command failed (the message never holds the server URL's password).
     #[error("redis {op}: {message}")]
     Redis {
@@ -352,7 +356,10 @@ impl SqliteStore {
             f(&mut guard).map_err(|source| StoreError::Sqlite { path, source })
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(|e| match e.is_cancelled() {
+            true => StoreError::ShuttingDown,
+            false => StoreError::Task(e.to_string()),
+        })?
     }
 }
 

@@ -250,6 +250,11 @@ async fn exact_copy_then_reruns_copy_nothing() {
     let src_before = pair.source().await;
     let out = pair.migrate(&[]).await;
     assert_code(&out, 0);
+    // Issue 14: a successful run ends quietly, and stderr that is no terminal gets no colour.
+    assert!(
+        !out.stderr.contains('\x1b') && !out.stderr.contains("not released"),
+        "{out}"
+    );
     let src_after = pair.source().await;
     assert_unchanged(&src_before, &src_after, "the source must never be changed");
     let dst = pair.target().await;
@@ -698,6 +703,12 @@ async fn too_large_messages_fail_or_are_excluded_with_max_size() {
     );
     for f in out.array("failures") {
         assert!(!f["advice"].as_str().unwrap_or_default().is_empty(), "{f}");
+        // The exact size, never a rounded one that could read like the limit.
+        let size = mailferry_proto::report::bytes_text(f["size"].as_u64().unwrap_or_default());
+        assert!(
+            f["reason"].as_str().unwrap_or_default().contains(&size),
+            "{f}"
+        );
     }
     let dst = pair.target().await;
     dst.expect_fixtures("INBOX", &refs(&small)).unwrap();

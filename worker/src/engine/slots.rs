@@ -142,7 +142,7 @@ impl SlotGuard {
         self.slots.forget(self.token);
         if let Err(e) = store.release_slots(&self.sets, self.token).await {
             // The slots expire one TTL after their last renewal.
-            tracing::warn!(token = self.token, "connection slots not released: {e}");
+            not_released(self.token, &e);
         }
         self.slots.freed.notify_waiters();
     }
@@ -277,7 +277,7 @@ pub(crate) async fn maintain<S, A, B, C>(
             back = queue.recv() => match back {
                 Some((sets, token)) => {
                     if let Err(e) = store.release_slots(&sets, token).await {
-                        tracing::warn!(token, "connection slots not released: {e}");
+                        not_released(token, &e);
                     }
                     if let Some(slots) = slots.upgrade() {
                         slots.freed.notify_waiters();
@@ -360,6 +360,17 @@ async fn renew_all<S: Store>(
         }
     }
     Ok(())
+}
+
+/// Reports slots the store did not take back: worth a warning, unless the process is stopping
+/// (then they expire one TTL later, as designed, and a finished run should not end with noise).
+fn not_released(token: u64, e: &mailferry_fleet::StoreError) {
+    match e {
+        mailferry_fleet::StoreError::ShuttingDown => {
+            tracing::debug!(token, "connection slots left to expire: {e}")
+        }
+        _ => tracing::warn!(token, "connection slots not released: {e}"),
+    }
 }
 
 #[cfg(test)]
