@@ -82,8 +82,20 @@ pub fn check_text(r: &CheckReport) -> String {
     for w in &r.warnings {
         let _ = writeln!(o, "warning: {}", w.message);
     }
-    if r.problems.is_empty() {
-        let _ = writeln!(o, "No problems found.");
+    for u in &r.unknown {
+        let _ = writeln!(o, "not known: {u}");
+    }
+    match (r.problems.is_empty(), r.unknown.is_empty()) {
+        (true, true) => {
+            let _ = writeln!(o, "No problems found.");
+        }
+        (true, false) => {
+            let _ = writeln!(
+                o,
+                "No problems found in what could be checked (see \"not known\" above)."
+            );
+        }
+        _ => {}
     }
     for p in &r.problems {
         let _ = writeln!(

@@ -169,6 +169,7 @@ pub fn report(
             message: "the target does not offer UIDPLUS: copies cannot be tracked by UID, so reruns re-read target headers".into(),
         });
     }
+    let unknown = unknowns(list, &plan, bytes_needed);
     CheckReport {
         source: account_report(source, &list.source),
         target: account_report(target, &list.target),
@@ -180,8 +181,58 @@ pub fn report(
         target_folders_with_mail,
         problems,
         warnings,
+        unknown,
         finished_at: Utc::now(),
     }
+}
+
+/// What the target does not tell, so the check cannot: its message size limit without
+/// APPENDLIMIT (RFC 7889), its storage quota without QUOTA (RFC 9208) or a STORAGE limit. Each
+/// says what the migration brings that the unknown limit could refuse.
+fn unknowns(
+    list: &ListResult,
+    plan: &crate::folders::FolderPlan,
+    bytes_needed: u64,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let target = &list.target;
+    if target.append_limit.is_none() {
+        let included: Vec<&str> = plan
+            .folders
+            .iter()
+            .flat_map(|f| f.sources.iter().map(|s| s.folder.raw.as_str()))
+            .collect();
+        let largest = list
+            .source
+            .folders
+            .iter()
+            .filter(|f| included.contains(&f.raw.as_str()))
+            .filter_map(|f| Some((f.sizes.as_ref()?.largest, f.path.display_slash())))
+            .max_by_key(|(size, _)| *size);
+        let brings = match largest {
+            Some((size, folder)) if size > 0 => format!(
+                "; the largest source message is {} (in \"{folder}\"): a target that refuses it fails it as too_large",
+                size_text(size)
+            ),
+            _ => String::new(),
+        };
+        out.push(format!(
+            "the target's message size limit: it does not advertise APPENDLIMIT{brings}"
+        ));
+    }
+    let quota_known = target.quota.is_some_and(|q| q.storage_limit.is_some());
+    if !quota_known {
+        let why = if target.has_capability("QUOTA") {
+            "it reports no storage limit for the INBOX's quota root"
+        } else {
+            "it does not offer QUOTA"
+        };
+        out.push(format!(
+            "the target's storage quota: {why}; the migration brings up to {}",
+            size_text(bytes_needed)
+        ));
+    }
+    out
 }
 
 /// Runs a health check of one pair through the queue: one List task with sizes.

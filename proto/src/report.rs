@@ -174,6 +174,11 @@ pub struct CheckReport {
     pub problems: Vec<Problem>,
     /// Warnings.
     pub warnings: Vec<Warning>,
+    /// What the check could not know, each a sentence saying why and what it means (a target
+    /// that advertises no APPENDLIMIT has a size limit nobody can read): "no problems" is only
+    /// as good as what was checked.
+    #[serde(default)]
+    pub unknown: Vec<String>,
     /// When the check finished.
     pub finished_at: DateTime<Utc>,
 }

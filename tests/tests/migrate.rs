@@ -1047,6 +1047,19 @@ async fn check_reports_folders_mapping_and_blocking_quota() {
     assert!(with_mail.contains("INBOX"), "{out}");
     assert_unchanged(&dst_before, &pair.target().await, "check");
 
+    // Issue 14: a target with a 100 KiB message limit that it does not advertise (Dovecot
+    // offers no APPENDLIMIT): the check cannot know the limit and says so, naming the largest
+    // message, instead of a plain all-clear.
+    let smallmsg = servers.new_user(Side::Target, "smallmsg").unwrap();
+    let out = run_check(&pair.src, &smallmsg, &[]).await.unwrap();
+    assert_code(&out, 0);
+    let unknown = out.json()["unknown"].to_string();
+    assert!(
+        unknown.contains("does not advertise APPENDLIMIT")
+            && unknown.contains(" bytes (in \\\"Big/Files\\\")"),
+        "{out}"
+    );
+
     // A target whose quota cannot hold the source: a blocking problem, exit 3.
     let small = servers.new_user(Side::Target, "smallquota").unwrap();
     let out = run_check(&pair.src, &small, &[]).await.unwrap();

@@ -481,6 +481,7 @@ pub fn check_report(r: &mailferry_proto::report::CheckReport) -> pb::CheckReport
             .map(|p| p.message.clone())
             .collect(),
         warnings: r.warnings.iter().map(warning).collect(),
+        unknown: r.unknown.clone(),
     }
 }
 
