@@ -905,7 +905,8 @@ impl Control {
             .collect())
     }
 
-    /// The failures of every pair's last summary: pair-level errors first, then messages.
+    /// The failures of every pair's last summary: pair-level errors first, then folders that
+    /// failed as a whole (UID 0), then messages.
     pub async fn failures(&self, id: &str) -> Result<Vec<FailureView>, ControlError> {
         let mut out = Vec::new();
         for p in self.pairs(id).await? {
@@ -929,6 +930,20 @@ impl Control {
                     kind: kind.to_string(),
                     reason: err.clone(),
                     advice: kind.advice().to_owned(),
+                });
+            }
+            for f in &s.folder_failures {
+                out.push(FailureView {
+                    pair_id: p.record.id.clone(),
+                    source: source.clone(),
+                    target: target.clone(),
+                    folder: f.folder.clone(),
+                    uid: 0,
+                    subject: String::new(),
+                    size: 0,
+                    kind: f.kind.to_string(),
+                    reason: format!("{} ({} message(s) not copied)", f.reason, f.messages),
+                    advice: f.advice.clone(),
                 });
             }
             for f in &s.failures {

@@ -25,6 +25,9 @@
 //!    every path the *source* listing produces but not paths that merely exist on the target,
 //!    so that a rerun, seeing the folders the first run created, picks the same names.
 //! 7. Every ancestor of a planned folder exists on the target or is planned (created empty).
+//! 8. A source folder that holds no mail (`\Noselect`, e.g. Gmail's `[Gmail]`) is planned only
+//!    when something lands in or below its target, or it is subscribed on its own: one whose
+//!    children all go elsewhere or are skipped would be an empty stray folder on the target.
 //!
 //! Undecodable source names keep their literal text as path ([`MappingReason::Escaped`]). Target
 //! folders with undecodable names are never matched: their decoded path is a guess.
@@ -331,6 +334,7 @@ pub fn map_folders(list: &ListResult, rules: &FolderRules) -> FolderPlan {
         }
     }
     resolve_collisions(&mut candidates, &mut plan);
+    drop_empty_containers(&mut candidates, &mut plan);
     build_folders(candidates, &list.target, &mut plan);
     plan
 }
@@ -575,6 +579,36 @@ fn resolve_collisions(cands: &mut [Candidate<'_>], plan: &mut FolderPlan) {
             }
         }
     }
+}
+
+/// Rule 8: leaves out each source folder that holds no mail, is not subscribed, and has no
+/// other planned folder at or below its target. Deepest first, so a chain of such folders
+/// (`A`, `A/B`, neither selectable) goes as a whole.
+fn drop_empty_containers(cands: &mut Vec<Candidate<'_>>, plan: &mut FolderPlan) {
+    let mut order: Vec<usize> = (0..cands.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(cands[i].target.0.len()));
+    let mut dropped = vec![false; cands.len()];
+    for i in order {
+        let c = &cands[i];
+        if c.folder.selectable || c.folder.subscribed {
+            continue;
+        }
+        let needed = cands.iter().enumerate().any(|(j, o)| {
+            j != i
+                && !dropped[j]
+                && (o.target == c.target || is_strict_prefix(&c.target, &o.target))
+        });
+        if !needed {
+            dropped[i] = true;
+            skip(
+                plan,
+                c.folder.path.display_slash(),
+                "it holds no mail (the server lists it \\Noselect), is not subscribed, and nothing is copied into folders below it",
+            );
+        }
+    }
+    let mut keep = dropped.iter().map(|d| !d);
+    cands.retain(|_| keep.next().unwrap_or(true));
 }
 
 /// Which members of a collision group keep the path: those that meet on purpose, plus the one

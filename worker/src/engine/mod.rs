@@ -8,6 +8,7 @@ pub mod inventory;
 pub mod list;
 pub mod pipeline;
 pub mod rate;
+mod refusal;
 pub mod slots;
 pub mod sync;
 
