@@ -179,11 +179,7 @@ impl PairTally {
 
     /// Records the failure of a whole target folder, made by `describe(decoded name)` (reason,
     /// advice) the first time. Its line in the folder details carries the reason too.
-    fn fail_folder(
-        &mut self,
-        raw: &str,
-        describe: impl FnOnce(&str) -> (String, String),
-    ) {
+    fn fail_folder(&mut self, raw: &str, describe: impl FnOnce(&str) -> (String, String)) {
         self.failed_folders.insert(raw.to_owned());
         if self.folder_failures.contains_key(raw) {
             return;
@@ -444,9 +440,7 @@ impl PairTally {
             });
         }
         if self.summary.status == PairStatus::Completed
-            && (self.summary.failed > 0
-                || self.refused_folders
-                || !self.folder_failures.is_empty())
+            && (self.summary.failed > 0 || self.refused_folders || !self.folder_failures.is_empty())
         {
             self.summary.status = PairStatus::CompletedWithFailures;
         }

@@ -989,6 +989,57 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_container_is_planned_only_for_something_below_it_or_its_subscription() {
+        let noselect = |path: &str, subscribed: bool| {
+            let mut l = f(path, '/');
+            l.selectable = false;
+            l.subscribed = subscribed;
+            l.attributes.push("\\Noselect".into());
+            l
+        };
+        let gmail = |parent_subscribed: bool, label: Option<&str>| {
+            let mut folders = vec![
+                f("INBOX", '/'),
+                noselect("[Gmail]", parent_subscribed),
+                with_role(f("[Gmail]/Sent Mail", '/'), "\\Sent"),
+                with_role(f("[Gmail]/All Mail", '/'), "\\All"),
+                with_role(f("[Gmail]/Trash", '/'), "\\Trash"),
+                noselect("[Gmail]/Empty", false),
+            ];
+            folders.extend(label.map(|l| f(l, '/')));
+            account(Some('/'), folders)
+        };
+        let target = || dst(&["INBOX", "Sent", "Trash"]);
+        let targets = |plan: &FolderPlan| -> Vec<String> {
+            plan.folders
+                .iter()
+                .map(|f| f.target.display_slash())
+                .collect()
+        };
+        // Every child goes to the target's role folders or is skipped: no [Gmail], and no
+        // [Gmail]/Empty below it, both reported as left out.
+        let plan = map_folders(&list(gmail(false, None), target()), &FolderRules::default());
+        assert_eq!(targets(&plan), ["INBOX", "Sent", "Trash"]);
+        let skipped: Vec<&str> = plan.skipped.iter().map(|s| s.name.as_str()).collect();
+        assert!(
+            skipped.contains(&"[Gmail]") && skipped.contains(&"[Gmail]/Empty"),
+            "{skipped:?}"
+        );
+        assert!(!plan.mappings.iter().any(|m| m.source == "[Gmail]"));
+        // A label below it lands there: [Gmail] is planned, as that label's parent.
+        let plan = map_folders(
+            &list(gmail(false, Some("[Gmail]/Work")), target()),
+            &FolderRules::default(),
+        );
+        assert!(folder(&plan, "[Gmail]").create);
+        assert!(!plan.skipped.iter().any(|s| s.name == "[Gmail]"));
+        // Subscribed on its own: planned, created and subscribed.
+        let plan = map_folders(&list(gmail(true, None), target()), &FolderRules::default());
+        let parent = folder(&plan, "[Gmail]");
+        assert!(parent.create && parent.subscribe);
+    }
+
+    #[test]
     fn other_namespaces_are_reported() {
         let mut source = src(&["INBOX"]);
         source.other_namespace_folders = vec!["shared/team".to_owned(), "#Public/news".to_owned()];

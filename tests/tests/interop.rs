@@ -12,13 +12,20 @@ use mailferry_tests::scripted::{self, Account, Folder, Override, Quirks, Scripte
 async fn migrate(src: &ScriptedServer, dst: &ScriptedServer, extra: &[&str]) -> Output {
     let state = tempfile::tempdir().expect("a state directory");
     let mut cmd = cli::bare_command();
-    cmd.args(["migrate", "--json", "--src", &src.url(), "--src-tls", "none"])
-        .args(["--dst", &dst.url(), "--dst-tls", "none"])
-        .arg("--state")
-        .arg(state.path())
-        .args(extra)
-        .env("MAILFERRY_SRC_PASSWORD", src.password())
-        .env("MAILFERRY_DST_PASSWORD", dst.password());
+    cmd.args([
+        "migrate",
+        "--json",
+        "--src",
+        &src.url(),
+        "--src-tls",
+        "none",
+    ])
+    .args(["--dst", &dst.url(), "--dst-tls", "none"])
+    .arg("--state")
+    .arg(state.path())
+    .args(extra)
+    .env("MAILFERRY_SRC_PASSWORD", src.password())
+    .env("MAILFERRY_DST_PASSWORD", dst.password());
     cli::run_command(cmd, Duration::from_secs(120))
         .await
         .expect("mailferry ran")
@@ -50,7 +57,9 @@ fn commands_on(server: &ScriptedServer, verb: &str, name: &str) -> usize {
     server
         .commands()
         .iter()
-        .filter(|c| c.starts_with(verb) && c.split(' ').nth(1).map(|n| n.trim_matches('"')) == Some(name))
+        .filter(|c| {
+            c.starts_with(verb) && c.split(' ').nth(1).map(|n| n.trim_matches('"')) == Some(name)
+        })
         .count()
 }
 
@@ -107,7 +116,11 @@ async fn a_folder_refusing_every_append_is_one_failure_of_the_folder() {
     assert_eq!(run.code, 3, "{run}");
     assert_eq!(run.str("status"), "completed_with_failures", "{run}");
     assert_eq!(run.u64("messages_copied"), 3, "{run}");
-    assert_eq!(run.u64("failed"), 600, "every message not copied is counted\n{run}");
+    assert_eq!(
+        run.u64("failed"),
+        600,
+        "every message not copied is counted\n{run}"
+    );
     assert!(
         run.array("failures").is_empty(),
         "no failure per message\n{run}"
@@ -115,15 +128,23 @@ async fn a_folder_refusing_every_append_is_one_failure_of_the_folder() {
     let folder_failures = run.array("folder_failures");
     assert_eq!(folder_failures.len(), 1, "{run}");
     let f = &folder_failures[0];
-    assert_eq!((f["folder"].as_str(), f["messages"].as_u64()), (Some("Locked"), Some(600)), "{run}");
+    assert_eq!(
+        (f["folder"].as_str(), f["messages"].as_u64()),
+        (Some("Locked"), Some(600)),
+        "{run}"
+    );
     assert_eq!(f["kind"], "folder_refused", "{run}");
     let reason = f["reason"].as_str().unwrap_or_default();
     assert!(
-        reason.contains("[NOPERM] Permission denied to insert into Locked") && reason.contains("Locked"),
+        reason.contains("[NOPERM] Permission denied to insert into Locked")
+            && reason.contains("Locked"),
         "{run}"
     );
     let advice = f["advice"].as_str().unwrap_or_default();
-    assert!(!advice.contains("content") && advice.contains("--exclude"), "{run}");
+    assert!(
+        !advice.contains("content") && advice.contains("--exclude"),
+        "{run}"
+    );
     let details = run.array("folder_details");
     let locked = details
         .iter()
@@ -131,7 +152,10 @@ async fn a_folder_refusing_every_append_is_one_failure_of_the_folder() {
         .unwrap_or_else(|| panic!("no details of Locked\n{run}"));
     assert_eq!(locked["failed"].as_u64(), Some(600), "{run}");
     assert!(
-        locked["error"].as_str().unwrap_or_default().contains("Permission denied"),
+        locked["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Permission denied"),
         "{run}"
     );
     assert_eq!(
@@ -139,7 +163,11 @@ async fn a_folder_refusing_every_append_is_one_failure_of_the_folder() {
         3,
         "the batch stops after three refusals alike; the next batch is not sent"
     );
-    assert_eq!((count(&dst, "INBOX"), count(&dst, "Locked")), (3, 0), "{run}");
+    assert_eq!(
+        (count(&dst, "INBOX"), count(&dst, "Locked")),
+        (3, 0),
+        "{run}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -172,7 +200,11 @@ async fn a_refused_create_is_a_failure_even_of_an_empty_folder() {
     let run = migrate(&src, &dst, &[]).await;
     assert_eq!(run.code, 3, "{run}");
     assert_eq!(run.str("status"), "completed_with_failures", "{run}");
-    assert_eq!((run.u64("messages_copied"), run.u64("failed")), (2, 2), "{run}");
+    assert_eq!(
+        (run.u64("messages_copied"), run.u64("failed")),
+        (2, 2),
+        "{run}"
+    );
     assert!(run.array("failures").is_empty(), "{run}");
     let folder_failures = run.array("folder_failures");
     let of = |name: &str| {
@@ -185,7 +217,10 @@ async fn a_refused_create_is_a_failure_even_of_an_empty_folder() {
     let empty = of("Empty");
     assert_eq!(empty["messages"].as_u64(), Some(0), "{run}");
     assert!(
-        empty["reason"].as_str().unwrap_or_default().contains("Invalid mailbox name"),
+        empty["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Invalid mailbox name"),
         "{run}"
     );
     let full = of("Full");
@@ -204,7 +239,10 @@ async fn a_refused_create_is_a_failure_even_of_an_empty_folder() {
         .unwrap_or_else(|| panic!("no details of Empty\n{run}"));
     assert_eq!(empty["created"], false, "{run}");
     assert!(
-        empty["error"].as_str().unwrap_or_default().contains("Invalid mailbox name"),
+        empty["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Invalid mailbox name"),
         "{run}"
     );
     assert_eq!(count(&dst, "Fine"), 1, "{run}");
@@ -239,7 +277,12 @@ async fn a_made_up_uidvalidity_of_an_empty_folder_causes_no_retry() {
     );
     // The inventory's EXAMINE, the copy's EXAMINE and one SELECT: no attempt was repeated.
     let opened = commands_on(&dst, "EXAMINE", "INBOX") + commands_on(&dst, "SELECT", "INBOX");
-    assert_eq!(commands_on(&dst, "SELECT", "INBOX"), 1, "{:?}", dst.commands());
+    assert_eq!(
+        commands_on(&dst, "SELECT", "INBOX"),
+        1,
+        "{:?}",
+        dst.commands()
+    );
     assert!(opened <= 3, "{:?}", dst.commands());
     assert_eq!(commands_on(&dst, "APPEND", "INBOX"), 3, "{run}");
 }
@@ -294,7 +337,9 @@ async fn an_empty_gmail_parent_is_not_created() {
     let run = migrate(&src, &dst, &[]).await;
     assert_eq!(run.code, 0, "{run}");
     assert!(
-        dst.account().folder(b"[Gmail]").is_some_and(|f| f.subscribed),
+        dst.account()
+            .folder(b"[Gmail]")
+            .is_some_and(|f| f.subscribed),
         "{:?}",
         dst.commands()
     );

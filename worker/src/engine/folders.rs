@@ -25,7 +25,8 @@ pub async fn run<S: Store, C: CredentialSource>(
                 Ok(()) => out.created.push(f.raw.clone()),
                 Err(done) => {
                     // The server's own words, code included (issue 15).
-                    out.failed.push((f.raw.clone(), super::refusal::answer(&done)));
+                    out.failed
+                        .push((f.raw.clone(), super::refusal::answer(&done)));
                     continue;
                 }
             }

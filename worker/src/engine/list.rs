@@ -77,7 +77,11 @@ pub async fn list_account(
     // subscribed children (Gmail's `[Gmail]`); it is no subscription of its own.
     let subscribed: HashSet<String> = subscribed
         .into_iter()
-        .filter(|e| !e.attributes.iter().any(|a| a.eq_ignore_ascii_case("\\Noselect")))
+        .filter(|e| {
+            !e.attributes
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case("\\Noselect"))
+        })
         .map(|e| e.name)
         .collect();
     let (prefix, ns_delim) = ns.personal.clone().unwrap_or_default();

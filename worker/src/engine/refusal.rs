@@ -159,7 +159,12 @@ impl<T> FolderProbe<T> {
     /// A message is not sent because an earlier copy of it failed. Returns it to report now,
     /// or `None` while that failure is held (then it is reported with it, or counted in the
     /// folder's failure).
-    pub(super) fn not_sent(&mut self, item: T, kind: FailureKind, reason: String) -> Option<Failed<T>> {
+    pub(super) fn not_sent(
+        &mut self,
+        item: T,
+        kind: FailureKind,
+        reason: String,
+    ) -> Option<Failed<T>> {
         match self.state {
             State::Probing if !self.held.is_empty() => {
                 self.unsent.push((item, kind, reason));
@@ -250,7 +255,10 @@ mod tests {
         let read_only = no("", "Current box is selected READ-ONLY.");
         let mut p = FolderProbe::default();
         assert!(refuse(&mut p, 1, &read_only).is_empty(), "held");
-        assert!(p.not_sent(7, FailureKind::Transient, "dup".into()).is_none());
+        assert!(
+            p.not_sent(7, FailureKind::Transient, "dup".into())
+                .is_none()
+        );
         assert!(refuse(&mut p, 2, &read_only).is_empty(), "held");
         assert!(refuse(&mut p, 3, &read_only).is_empty(), "held");
         assert_eq!(
@@ -266,7 +274,10 @@ mod tests {
         let bad = no("", "Invalid message");
         let mut p = FolderProbe::default();
         assert!(refuse(&mut p, 1, &bad).is_empty());
-        assert!(p.not_sent(7, FailureKind::Transient, "dup".into()).is_none());
+        assert!(
+            p.not_sent(7, FailureKind::Transient, "dup".into())
+                .is_none()
+        );
         let released: Vec<u32> = p.accepted().into_iter().map(|(u, _, _)| u).collect();
         assert_eq!(released, [1, 7]);
         assert!(!p.probing() && p.folder_refused().is_none());
