@@ -156,8 +156,11 @@ pub fn summary_text(s: &PairSummary) -> String {
     for f in &s.folder_failures {
         let _ = writeln!(
             o,
-            "    folder {}: {} ({} message(s) not copied) — {}",
-            f.folder, f.reason, f.messages, f.advice
+            "    folder {}: {}{} — {}",
+            f.folder,
+            f.reason,
+            not_copied(f.messages),
+            f.advice
         );
     }
     for f in &s.failures {
@@ -289,6 +292,14 @@ pub fn report_name(record: Option<u64>, source: &str) -> String {
     }
 }
 
+/// ` (N message(s) not copied)` after a folder's failure; nothing for an empty folder.
+pub fn not_copied(messages: u64) -> String {
+    match messages {
+        0 => String::new(),
+        n => format!(" ({n} message(s) not copied)"),
+    }
+}
+
 /// `--report-dir`: the failures of one pair as CSV (folder, UID, subject, size, kind, reason,
 /// advice); a folder that failed as a whole is one row with UID 0.
 pub fn failures_csv(s: &PairSummary) -> String {
@@ -298,7 +309,7 @@ pub fn failures_csv(s: &PairSummary) -> String {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        let reason = format!("{} ({} message(s) not copied)", f.reason, f.messages);
+        let reason = format!("{}{}", f.reason, not_copied(f.messages));
         let _ = write!(
             o,
             "{},0,,0,{kind},{},{}\r\n",

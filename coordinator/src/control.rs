@@ -942,7 +942,10 @@ impl Control {
                     subject: String::new(),
                     size: 0,
                     kind: f.kind.to_string(),
-                    reason: format!("{} ({} message(s) not copied)", f.reason, f.messages),
+                    reason: match f.messages {
+                        0 => f.reason.clone(),
+                        n => format!("{} ({n} message(s) not copied)", f.reason),
+                    },
                     advice: f.advice.clone(),
                 });
             }
