@@ -171,6 +171,16 @@ pub fn summary_text(s: &PairSummary) -> String {
             s.throttled_secs
         );
     }
+    for f in &s.folder_failures {
+        let _ = writeln!(
+            o,
+            "    folder {}: {}{} — {}",
+            f.folder,
+            f.reason,
+            not_copied(f.messages),
+            f.advice
+        );
+    }
     for f in &s.failures {
         let _ = writeln!(
             o,
@@ -246,6 +256,11 @@ pub fn batch_report_csv(b: &mailferry_proto::report::BatchSummary) -> String {
             .error
             .clone()
             .or_else(|| {
+                s.folder_failures
+                    .first()
+                    .map(|f| format!("{}: {}", f.folder, f.reason))
+            })
+            .or_else(|| {
                 s.failures
                     .first()
                     .map(|f| format!("{} UID {}: {}", f.folder, f.uid, f.reason))
@@ -296,9 +311,32 @@ pub fn report_name(record: Option<u64>, source: &str) -> String {
     }
 }
 
-/// `--report-dir`: the failures of one pair as CSV (folder, UID, subject, size, kind, reason, advice).
+/// ` (N message(s) not copied)` after a folder's failure; nothing for an empty folder.
+pub fn not_copied(messages: u64) -> String {
+    match messages {
+        0 => String::new(),
+        n => format!(" ({n} message(s) not copied)"),
+    }
+}
+
+/// `--report-dir`: the failures of one pair as CSV (folder, UID, subject, size, kind, reason,
+/// advice); a folder that failed as a whole is one row with UID 0.
 pub fn failures_csv(s: &PairSummary) -> String {
     let mut o = String::from("folder,uid,subject,size,kind,reason,advice\r\n");
+    for f in &s.folder_failures {
+        let kind = serde_json::to_value(f.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let reason = format!("{}{}", f.reason, not_copied(f.messages));
+        let _ = write!(
+            o,
+            "{},0,,0,{kind},{},{}\r\n",
+            csv_field(&f.folder),
+            csv_field(&reason),
+            csv_field(&f.advice)
+        );
+    }
     for f in &s.failures {
         let kind = f.kind.code();
         let _ = write!(

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use mailferry_fleet::FolderWatermark;
-use mailferry_proto::report::{FolderSummary, PairStatus, PairSummary, Warning};
+use mailferry_proto::report::{FolderFailure, FolderSummary, PairStatus, PairSummary, Warning};
 use mailferry_proto::task::{
     CopyBatchTask, CopyResult, CreateFoldersResult, InventoryResult, InventoryTask, MessageFailure,
     TaskFailure, UpdateResult, UpdateTargetTask,
@@ -31,7 +31,13 @@ pub struct PairTally {
     throttles: u32,
     /// Some source folder was refused by the server (see `FolderPlan::refused`).
     refused_folders: bool,
+    /// Target folders that failed as a whole, by raw name: one entry each, however many of
+    /// their messages it cost.
+    folder_failures: BTreeMap<String, FolderFailure>,
 }
+
+/// What to do about a target folder that refuses every message sent into it.
+const APPEND_REFUSED_ADVICE: &str = "the target takes no mail into this folder and its answer says why (rights on the folder, a read-only or special folder): fix that on the target, or send the folder elsewhere with --map 'SOURCE=TARGET' or leave it out with --exclude, then run again";
 
 impl PairTally {
     /// An empty tally.
@@ -59,6 +65,7 @@ impl PairTally {
                 warnings: Vec::new(),
                 error: None,
                 folder_details: Vec::new(),
+                folder_failures: Vec::new(),
                 skipped_folders: Vec::new(),
                 started_at: now,
                 finished_at: now,
@@ -71,6 +78,7 @@ impl PairTally {
             planned_bytes: 0,
             throttles: 0,
             refused_folders: false,
+            folder_failures: BTreeMap::new(),
         }
     }
 
@@ -152,14 +160,64 @@ impl PairTally {
         self.summary.excluded += mark.excluded;
     }
 
-    /// Target folders were prepared.
+    /// Target folders were prepared. A folder the target refused to create is a failure of its
+    /// own, empty or not (issue 15), with the server's words.
     pub fn add_folders(&mut self, res: &CreateFoldersResult) {
         self.summary.folders_created += res.created.len() as u64;
         for raw in &res.created {
             self.folder(raw).created = true;
         }
-        for (raw, _) in &res.failed {
-            self.failed_folders.insert(raw.clone());
+        for (raw, words) in &res.failed {
+            self.fail_folder(raw, |folder| {
+                (
+                    format!("the target refused to create folder {folder:?}: {words}"),
+                    FailureKind::FolderRefused.advice().to_owned(),
+                )
+            });
+        }
+    }
+
+    /// Records the failure of a whole target folder, made by `describe(decoded name)` (reason,
+    /// advice) the first time. Its line in the folder details carries the reason too.
+    fn fail_folder(&mut self, raw: &str, describe: impl FnOnce(&str) -> (String, String)) {
+        self.failed_folders.insert(raw.to_owned());
+        if self.folder_failures.contains_key(raw) {
+            return;
+        }
+        let (target, source) = match self.folders.get(raw) {
+            Some(f) if !f.target.is_empty() => (f.target.clone(), f.source.clone()),
+            _ => (raw.to_owned(), String::new()),
+        };
+        let (reason, advice) = describe(&target);
+        let f = self.folder(raw);
+        f.target.clone_from(&target);
+        f.error = Some(reason.clone());
+        self.folder_failures.insert(
+            raw.to_owned(),
+            FolderFailure {
+                folder: target,
+                source,
+                kind: FailureKind::FolderRefused,
+                messages: 0,
+                reason,
+                advice,
+            },
+        );
+    }
+
+    /// Counts `uids` of `batch` (those not reported yet) as failed through the failure of their
+    /// whole target folder, without an entry each.
+    fn count_in_folder_failure(&mut self, batch: &CopyBatchTask, uids: impl Iterator<Item = u32>) {
+        let mut n = 0;
+        for uid in uids {
+            if self.reported.insert((batch.source.raw.clone(), uid)) {
+                n += 1;
+            }
+        }
+        self.summary.failed += n;
+        self.folder(&batch.target_raw).failed += n;
+        if let Some(f) = self.folder_failures.get_mut(&batch.target_raw) {
+            f.messages += n;
         }
     }
 
@@ -193,6 +251,24 @@ impl PairTally {
         if failed > 0 || !res.deferred.is_empty() {
             self.failed_folders.insert(batch.target_raw.clone());
         }
+        if let Some(r) = &res.folder_refused {
+            self.fail_folder(&batch.target_raw, |folder| {
+                (
+                    format!(
+                        "the target refused every message sent into folder {folder:?} with the same answer: {}",
+                        r.answer
+                    ),
+                    APPEND_REFUSED_ADVICE.to_owned(),
+                )
+            });
+            self.count_in_folder_failure(batch, r.uids.iter().copied());
+        }
+    }
+
+    /// A batch not sent because its target folder refused every message of an earlier batch
+    /// of its chain: counted in that folder's failure.
+    pub fn refuse_batch(&mut self, batch: &CopyBatchTask) {
+        self.count_in_folder_failure(batch, batch.items.iter().map(|i| i.uid));
     }
 
     /// A batch not sent because its chain waits for the next day's upload budget.
@@ -242,13 +318,17 @@ impl PairTally {
         }
     }
 
-    /// A batch whose target folder could not be created.
+    /// A batch whose target folder could not be created: counted in that folder's failure,
+    /// which carries the server's words.
     pub fn fail_batch_folder(&mut self, batch: &CopyBatchTask) {
-        let reason = format!(
-            "the target folder {:?} could not be created",
-            batch.target.display_slash()
-        );
-        self.fail_items(batch, FailureKind::FolderRefused, &reason);
+        let target = batch.target.display_slash();
+        self.fail_folder(&batch.target_raw, |_| {
+            (
+                format!("the target folder {target:?} could not be created"),
+                FailureKind::FolderRefused.advice().to_owned(),
+            )
+        });
+        self.count_in_folder_failure(batch, batch.items.iter().map(|i| i.uid));
     }
 
     /// A folder could not be inventoried.
@@ -360,7 +440,7 @@ impl PairTally {
             });
         }
         if self.summary.status == PairStatus::Completed
-            && (self.summary.failed > 0 || self.refused_folders)
+            && (self.summary.failed > 0 || self.refused_folders || !self.folder_failures.is_empty())
         {
             self.summary.status = PairStatus::CompletedWithFailures;
         }
@@ -375,6 +455,7 @@ impl PairTally {
         self.summary.finished_at = Utc::now();
         self.summary.duration_secs = self.started.elapsed().as_secs_f64();
         self.summary.folder_details = self.folders.into_values().collect();
+        self.summary.folder_failures = self.folder_failures.into_values().collect();
         self.summary
             .failures
             .sort_by(|a, b| (a.folder.as_str(), a.uid).cmp(&(b.folder.as_str(), b.uid)));

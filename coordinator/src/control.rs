@@ -905,7 +905,8 @@ impl Control {
             .collect())
     }
 
-    /// The failures of every pair's last summary: pair-level errors first, then messages.
+    /// The failures of every pair's last summary: pair-level errors first, then folders that
+    /// failed as a whole (UID 0), then messages.
     pub async fn failures(&self, id: &str) -> Result<Vec<FailureView>, ControlError> {
         let mut out = Vec::new();
         for p in self.pairs(id).await? {
@@ -929,6 +930,23 @@ impl Control {
                     kind: kind.code().to_owned(),
                     reason: err.clone(),
                     advice: kind.advice().to_owned(),
+                });
+            }
+            for f in &s.folder_failures {
+                out.push(FailureView {
+                    pair_id: p.record.id.clone(),
+                    source: source.clone(),
+                    target: target.clone(),
+                    folder: f.folder.clone(),
+                    uid: 0,
+                    subject: String::new(),
+                    size: 0,
+                    kind: f.kind.to_string(),
+                    reason: match f.messages {
+                        0 => f.reason.clone(),
+                        n => format!("{} ({n} message(s) not copied)", f.reason),
+                    },
+                    advice: f.advice.clone(),
                 });
             }
             for f in &s.failures {

@@ -25,6 +25,9 @@
 //!    every path the *source* listing produces but not paths that merely exist on the target,
 //!    so that a rerun, seeing the folders the first run created, picks the same names.
 //! 7. Every ancestor of a planned folder exists on the target or is planned (created empty).
+//! 8. A source folder that holds no mail (`\Noselect`, e.g. Gmail's `[Gmail]`) is planned only
+//!    when something lands in or below its target, or it is subscribed on its own: one whose
+//!    children all go elsewhere or are skipped would be an empty stray folder on the target.
 //!
 //! Undecodable source names keep their literal text as path ([`MappingReason::Escaped`]). Target
 //! folders with undecodable names are never matched: their decoded path is a guess.
@@ -331,6 +334,7 @@ pub fn map_folders(list: &ListResult, rules: &FolderRules) -> FolderPlan {
         }
     }
     resolve_collisions(&mut candidates, &mut plan);
+    drop_empty_containers(&mut candidates, &mut plan);
     build_folders(candidates, &list.target, &mut plan);
     plan
 }
@@ -575,6 +579,36 @@ fn resolve_collisions(cands: &mut [Candidate<'_>], plan: &mut FolderPlan) {
             }
         }
     }
+}
+
+/// Rule 8: leaves out each source folder that holds no mail, is not subscribed, and has no
+/// other planned folder at or below its target. Deepest first, so a chain of such folders
+/// (`A`, `A/B`, neither selectable) goes as a whole.
+fn drop_empty_containers(cands: &mut Vec<Candidate<'_>>, plan: &mut FolderPlan) {
+    let mut order: Vec<usize> = (0..cands.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(cands[i].target.0.len()));
+    let mut dropped = vec![false; cands.len()];
+    for i in order {
+        let c = &cands[i];
+        if c.folder.selectable || c.folder.subscribed {
+            continue;
+        }
+        let needed = cands.iter().enumerate().any(|(j, o)| {
+            j != i
+                && !dropped[j]
+                && (o.target == c.target || is_strict_prefix(&c.target, &o.target))
+        });
+        if !needed {
+            dropped[i] = true;
+            skip(
+                plan,
+                c.folder.path.display_slash(),
+                "it holds no mail (the server lists it \\Noselect), is not subscribed, and nothing is copied into folders below it",
+            );
+        }
+    }
+    let mut keep = dropped.iter().map(|d| !d);
+    cands.retain(|_| keep.next().unwrap_or(true));
 }
 
 /// Which members of a collision group keep the path: those that meet on purpose, plus the one
@@ -952,6 +986,57 @@ mod tests {
         );
         // Its parent is planned so it can be created.
         assert!(folder(&plan, "[Gmail]").create && folder(&plan, "[Gmail]").sources.is_empty());
+    }
+
+    #[test]
+    fn an_empty_container_is_planned_only_for_something_below_it_or_its_subscription() {
+        let noselect = |path: &str, subscribed: bool| {
+            let mut l = f(path, '/');
+            l.selectable = false;
+            l.subscribed = subscribed;
+            l.attributes.push("\\Noselect".into());
+            l
+        };
+        let gmail = |parent_subscribed: bool, label: Option<&str>| {
+            let mut folders = vec![
+                f("INBOX", '/'),
+                noselect("[Gmail]", parent_subscribed),
+                with_role(f("[Gmail]/Sent Mail", '/'), "\\Sent"),
+                with_role(f("[Gmail]/All Mail", '/'), "\\All"),
+                with_role(f("[Gmail]/Trash", '/'), "\\Trash"),
+                noselect("[Gmail]/Empty", false),
+            ];
+            folders.extend(label.map(|l| f(l, '/')));
+            account(Some('/'), folders)
+        };
+        let target = || dst(&["INBOX", "Sent", "Trash"]);
+        let targets = |plan: &FolderPlan| -> Vec<String> {
+            plan.folders
+                .iter()
+                .map(|f| f.target.display_slash())
+                .collect()
+        };
+        // Every child goes to the target's role folders or is skipped: no [Gmail], and no
+        // [Gmail]/Empty below it, both reported as left out.
+        let plan = map_folders(&list(gmail(false, None), target()), &FolderRules::default());
+        assert_eq!(targets(&plan), ["INBOX", "Sent", "Trash"]);
+        let skipped: Vec<&str> = plan.skipped.iter().map(|s| s.name.as_str()).collect();
+        assert!(
+            skipped.contains(&"[Gmail]") && skipped.contains(&"[Gmail]/Empty"),
+            "{skipped:?}"
+        );
+        assert!(!plan.mappings.iter().any(|m| m.source == "[Gmail]"));
+        // A label below it lands there: [Gmail] is planned, as that label's parent.
+        let plan = map_folders(
+            &list(gmail(false, Some("[Gmail]/Work")), target()),
+            &FolderRules::default(),
+        );
+        assert!(folder(&plan, "[Gmail]").create);
+        assert!(!plan.skipped.iter().any(|s| s.name == "[Gmail]"));
+        // Subscribed on its own: planned, created and subscribed.
+        let plan = map_folders(&list(gmail(true, None), target()), &FolderRules::default());
+        let parent = folder(&plan, "[Gmail]");
+        assert!(parent.create && parent.subscribe);
     }
 
     #[test]

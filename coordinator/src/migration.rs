@@ -448,6 +448,15 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
                         run.tally.defer_batch(&b);
                     }
                 }
+                if res.folder_refused.is_some()
+                    && let Some(chain) = run.chains.get_mut(&batch.target_raw)
+                {
+                    // The target takes no mail into this folder: the rest of the chain is not
+                    // sent, and its messages count in the folder's one failure (issue 15).
+                    for b in chain.batches.drain(..) {
+                        run.tally.refuse_batch(&b);
+                    }
+                }
                 self.next_batch(run, &batch.target_raw, !res.failed.is_empty())
                     .await;
             }
@@ -990,6 +999,7 @@ mod tests {
                         failed: vec![],
                         warnings: vec![],
                         deferred: vec![],
+                        folder_refused: None,
                     }))
                 }
                 TaskBody::UpdateTarget(_) => OutcomeBody::Updated(Default::default()),

@@ -197,6 +197,14 @@ pub fn record_outcome(task_type: &'static str, outcome: &OutcomeEnvelope, took: 
                 metrics::counter!(MESSAGE_FAILURES, "kind" => failure_kind_name(f.kind))
                     .increment(1);
             }
+            if let Some(r) = &c.folder_refused {
+                // Counted like the messages they are, without a failure entry each.
+                metrics::counter!(
+                    MESSAGE_FAILURES,
+                    "kind" => failure_kind_name(FailureKind::FolderRefused)
+                )
+                .increment(r.uids.len() as u64);
+            }
         }
         OutcomeBody::Updated(u) => {
             metrics::counter!(FLAGS_UPDATED).increment(u.flags_set);

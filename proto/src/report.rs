@@ -232,6 +232,29 @@ pub struct FolderSummary {
     pub excluded: u64,
     /// Messages that failed.
     pub failed: u64,
+    /// Why the folder failed as a whole (its creation refused, or every message sent into it
+    /// refused), with the server's own words; the same text as its [`FolderFailure`].
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// A target folder that failed as a whole: the target refused to create it, or refused every
+/// message sent into it with the same answer. One entry for the folder, not one per message;
+/// its messages are counted in [`PairSummary::failed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderFailure {
+    /// Target folder, decoded, `/`-separated.
+    pub folder: String,
+    /// Source folder(s), decoded.
+    pub source: String,
+    /// [`FailureKind::FolderRefused`](crate::FailureKind::FolderRefused).
+    pub kind: crate::FailureKind,
+    /// Messages not copied because of it (0 for an empty folder).
+    pub messages: u64,
+    /// What happened, with the server's own words.
+    pub reason: String,
+    /// What to do.
+    pub advice: String,
 }
 
 /// What `mailferry migrate` prints for one mailbox pair.
@@ -272,8 +295,12 @@ pub struct PairSummary {
     pub deferred: u64,
     /// Seconds spent waiting because a server asked to slow down (throttling, back-off hints).
     pub throttled_secs: f64,
-    /// Each failure.
+    /// Each failure of a message.
     pub failures: Vec<MessageFailure>,
+    /// Each folder that failed as a whole (its messages are counted in `failed` but have no
+    /// entry in `failures`).
+    #[serde(default)]
+    pub folder_failures: Vec<FolderFailure>,
     /// Warnings.
     pub warnings: Vec<Warning>,
     /// A fatal error that stopped the pair, if any.

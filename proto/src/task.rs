@@ -523,6 +523,20 @@ pub struct CopyResult {
     /// rest of the chain waits for the next day.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deferred: Vec<u32>,
+    /// The target folder takes no mail: the first messages sent into it were all refused with
+    /// the same answer, so the batch stopped sending (issue 15). Its messages are counted here,
+    /// not one failure each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder_refused: Option<FolderRefusal>,
+}
+
+/// A target folder that refused every message a batch sent into it, with the same answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderRefusal {
+    /// The target's answer in its own words (`[CODE] text`).
+    pub answer: String,
+    /// Source UIDs of the batch not copied because of it: those refused and those not sent.
+    pub uids: Vec<u32>,
 }
 
 /// Whether two flag lists name the same flags: IMAP flags are case-insensitive, and `\Recent`

@@ -755,15 +755,30 @@ async fn folder_the_target_refuses_fails_alone_with_exit_3() {
     assert_eq!(run.code, Some(FAILURES), "{run}");
     assert!(!run.stderr.contains("panicked"), "{run}");
     let json = run.json();
+    // One failure per refused folder, with Dovecot's words and its messages counted; none per
+    // message (issue 15).
     let failures = json["failures"].as_array().cloned().unwrap_or_default();
+    assert!(failures.is_empty(), "{run}");
+    let folder_failures = json["folder_failures"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for (_, decoded) in REFUSED {
-        let of_folder: Vec<_> = failures.iter().filter(|f| f["folder"] == decoded).collect();
-        assert_eq!(of_folder.len(), 2, "failures of {decoded:?}\n{run}");
-        for f in of_folder {
-            assert_eq!(f["kind"], "folder_refused", "{run}");
-            let advice = f["advice"].as_str().unwrap_or_default();
-            assert!(!advice.is_empty(), "no advice for {decoded:?}\n{run}");
-        }
+        let of_folder: Vec<_> = folder_failures
+            .iter()
+            .filter(|f| f["folder"] == decoded)
+            .collect();
+        assert_eq!(of_folder.len(), 1, "failures of {decoded:?}\n{run}");
+        let f = of_folder[0];
+        assert_eq!(f["kind"], "folder_refused", "{run}");
+        assert_eq!(f["messages"].as_u64(), Some(2), "{run}");
+        let reason = f["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("Invalid mailbox name") || reason.contains("reserved name"),
+            "the server's words are missing for {decoded:?}\n{run}"
+        );
+        let advice = f["advice"].as_str().unwrap_or_default();
+        assert!(!advice.is_empty(), "no advice for {decoded:?}\n{run}");
     }
     assert_eq!(json["failed"].as_u64(), Some(4), "{run}");
     assert_eq!(json["messages_copied"].as_u64(), Some(5), "{run}");

@@ -386,6 +386,7 @@ pub fn pair(p: &PairView) -> pb::Pair {
                         already_present: f.already_present,
                         excluded: f.excluded,
                         failed: f.failed,
+                        error: f.error.clone().unwrap_or_default(),
                     })
                     .collect()
             })

@@ -1,5 +1,6 @@
-//! The in-memory account a [`super::ScriptedServer`] serves: folders (raw name bytes, UIDVALIDITY,
-//! UIDNEXT, subscription) holding messages (UID, flags, INTERNALDATE, raw bytes).
+//! The in-memory account a [`super::ScriptedServer`] serves: folders (raw name bytes, LIST
+//! attributes, UIDVALIDITY, UIDNEXT, subscription) holding messages (UID, flags, INTERNALDATE,
+//! raw bytes).
 //!
 //! It is plain data: tests build it before the server starts and read it afterwards (what a
 //! target-side server received by APPEND). It knows nothing of the protocol.
@@ -49,6 +50,13 @@ pub struct Folder {
     pub uidnext: u32,
     /// Whether LSUB lists it.
     pub subscribed: bool,
+    /// LIST attributes beyond the child ones the server works out (`\Noselect`, special-use
+    /// `\Sent`, `\All`…). A `\Noselect` folder cannot be selected, examined or asked STATUS.
+    pub attributes: Vec<String>,
+    /// Whether the server has fixed this folder's UIDVALIDITY: a folder holding messages always
+    /// has; an empty one gets it from its first SELECT or APPEND. Only
+    /// [`super::Quirks::lazy_uidvalidity`] asks.
+    pub uid_state: bool,
     /// Messages in ascending UID order.
     pub messages: Vec<Message>,
 }
@@ -61,8 +69,34 @@ impl Folder {
             uidvalidity: 1_700_000_000,
             uidnext: 1,
             subscribed: true,
+            attributes: Vec::new(),
+            uid_state: false,
             messages: Vec::new(),
         }
+    }
+
+    /// Adds a LIST attribute (builder style): `"\\Noselect"`, `"\\Sent"`…
+    pub fn attribute(mut self, attribute: &str) -> Folder {
+        self.attributes.push(attribute.to_owned());
+        self
+    }
+
+    /// Sets whether LSUB lists it (builder style).
+    pub fn subscribed(mut self, subscribed: bool) -> Folder {
+        self.subscribed = subscribed;
+        self
+    }
+
+    /// Whether LIST marks it `\Noselect`.
+    pub fn is_noselect(&self) -> bool {
+        self.attributes
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case("\\Noselect"))
+    }
+
+    /// Whether the server holds a fixed UIDVALIDITY for it (see [`Folder::uid_state`]).
+    pub fn has_uid_state(&self) -> bool {
+        self.uid_state || !self.messages.is_empty()
     }
 
     /// Adds a message with the next UID; returns the folder (builder style).

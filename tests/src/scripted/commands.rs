@@ -14,6 +14,8 @@ pub struct Session {
     pub authenticated: bool,
     /// The name of the selected folder (as the client sent it).
     pub selected: Option<Vec<u8>>,
+    /// The selected folder was opened read-only (EXAMINE).
+    pub read_only: bool,
 }
 
 /// The capabilities a server with `quirks` offers.
@@ -98,10 +100,11 @@ pub fn answer(
             out
         }
         "LIST" | "LSUB" => list(req, account),
-        "STATUS" => status(req, account),
-        "SELECT" | "EXAMINE" => select(req, session, account),
+        "STATUS" => status(req, account, quirks),
+        "SELECT" | "EXAMINE" => select(req, session, account, quirks),
         "UNSELECT" | "CLOSE" => {
             session.selected = None;
+            session.read_only = false;
             tagged(tag, "OK", "UNSELECT completed")
         }
         "UID FETCH" => match session.selected.as_deref().and_then(|n| account.folder(n)) {
@@ -116,7 +119,7 @@ pub fn answer(
             }
             None => tagged(tag, "NO", "[NONEXISTENT] no such folder"),
         },
-        "APPEND" => append(req, account, quirks),
+        "APPEND" => append(req, session, account, quirks),
         _ => tagged(tag, "BAD", "command not supported by the scripted server"),
     }
 }
@@ -178,6 +181,7 @@ fn list(req: &Request, account: &Account) -> Vec<u8> {
     let lsub = req.verb == "LSUB";
     let pattern = req.arg(1).unwrap_or(b"*");
     let mut out = Vec::new();
+    let parents = parents(account);
     for f in &account.folders {
         if lsub && !f.subscribed {
             continue;
@@ -185,7 +189,11 @@ fn list(req: &Request, account: &Account) -> Vec<u8> {
         if pattern != b"*" && !f.is_named(pattern) {
             continue;
         }
-        let attrs = if lsub { "" } else { "\\HasNoChildren" };
+        let attrs = if lsub {
+            String::new()
+        } else {
+            list_attributes(f, &parents)
+        };
         out.extend(format!("* {} ({attrs}) \"{}\" ", req.verb, account.delimiter).into_bytes());
         out.extend(astring(&f.name));
         out.extend(b"\r\n");
@@ -194,17 +202,75 @@ fn list(req: &Request, account: &Account) -> Vec<u8> {
     out
 }
 
+/// Every name that has a folder below it (one pass: an account may hold 100,000 folders).
+fn parents(account: &Account) -> std::collections::HashSet<&[u8]> {
+    let mut delimiter = [0u8; 4];
+    let delimiter = account.delimiter.encode_utf8(&mut delimiter).as_bytes();
+    let mut out = std::collections::HashSet::new();
+    for f in &account.folders {
+        for (i, w) in f.name.windows(delimiter.len()).enumerate() {
+            if w == delimiter {
+                out.insert(&f.name[..i]);
+            }
+        }
+    }
+    out
+}
+
+/// `\HasChildren` or `\HasNoChildren` (RFC 3348), then the folder's own attributes.
+fn list_attributes(f: &Folder, parents: &std::collections::HashSet<&[u8]>) -> String {
+    let children = parents.contains(&f.name[..]);
+    let mut attrs = vec![if children {
+        "\\HasChildren"
+    } else {
+        "\\HasNoChildren"
+    }];
+    attrs.extend(f.attributes.iter().map(String::as_str));
+    attrs.join(" ")
+}
+
+/// A new UIDVALIDITY each call: what a server keeping no UID state for a folder answers
+/// ([`Quirks::lazy_uidvalidity`]).
+fn made_up_uidvalidity() -> u32 {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    2_000_000_000u32.saturating_add(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+/// The UIDVALIDITY STATUS and EXAMINE report for `f`.
+fn uidvalidity_of(f: &Folder, quirks: &Quirks) -> u32 {
+    if quirks.lazy_uidvalidity && !f.has_uid_state() {
+        made_up_uidvalidity()
+    } else {
+        f.uidvalidity
+    }
+}
+
+/// Fixes the UIDVALIDITY of a folder without UID state (a SELECT or an APPEND).
+fn fix_uid_state(f: &mut Folder, quirks: &Quirks) {
+    if quirks.lazy_uidvalidity && !f.has_uid_state() {
+        f.uidvalidity = made_up_uidvalidity();
+    }
+    f.uid_state = true;
+}
+
+fn cannot_select(tag: &str) -> Vec<u8> {
+    tagged(tag, "NO", "[CANNOT] Mailbox is not selectable")
+}
+
 fn no_such(tag: &str) -> Vec<u8> {
     tagged(tag, "NO", "[NONEXISTENT] Mailbox doesn't exist")
 }
 
-fn status(req: &Request, account: &Account) -> Vec<u8> {
+fn status(req: &Request, account: &Account, quirks: &Quirks) -> Vec<u8> {
     let Some(name) = req.mailbox() else {
         return tagged(&req.tag, "BAD", "STATUS needs a mailbox");
     };
     let Some(f) = account.folder(name) else {
         return no_such(&req.tag);
     };
+    if f.is_noselect() {
+        return cannot_select(&req.tag);
+    }
     let asked: Vec<String> = match req.args.get(1) {
         Some(Token::List(items)) => items
             .iter()
@@ -219,7 +285,7 @@ fn status(req: &Request, account: &Account) -> Vec<u8> {
             let v = match item.as_str() {
                 "MESSAGES" => u64::try_from(f.messages.len()).unwrap_or(u64::MAX),
                 "UIDNEXT" => u64::from(f.uidnext),
-                "UIDVALIDITY" => u64::from(f.uidvalidity),
+                "UIDVALIDITY" => u64::from(uidvalidity_of(f, quirks)),
                 "UNSEEN" => 0,
                 _ => return None,
             };
@@ -233,17 +299,28 @@ fn status(req: &Request, account: &Account) -> Vec<u8> {
     out
 }
 
-fn select(req: &Request, session: &mut Session, account: &Account) -> Vec<u8> {
+fn select(req: &Request, session: &mut Session, account: &mut Account, quirks: &Quirks) -> Vec<u8> {
     // RFC 3501 §6.3.1: a failed SELECT leaves no folder selected.
     session.selected = None;
+    session.read_only = false;
     let Some(name) = req.mailbox() else {
         return tagged(&req.tag, "BAD", "SELECT needs a mailbox");
     };
-    let Some(f) = account.folder(name) else {
+    let Some(f) = account.folder_mut(name) else {
         return no_such(&req.tag);
     };
-    session.selected = Some(name.to_vec());
+    if f.is_noselect() {
+        return cannot_select(&req.tag);
+    }
     let examine = req.verb == "EXAMINE";
+    session.selected = Some(name.to_vec());
+    session.read_only = examine;
+    let uidvalidity = if examine {
+        uidvalidity_of(f, quirks)
+    } else {
+        fix_uid_state(f, quirks);
+        f.uidvalidity
+    };
     let permanent = if examine {
         ""
     } else {
@@ -257,7 +334,7 @@ fn select(req: &Request, session: &mut Session, account: &Account) -> Vec<u8> {
          * OK [UIDNEXT {}] Predicted next UID\r\n\
          {} OK [{}] {} completed\r\n",
         f.messages.len(),
-        f.uidvalidity,
+        uidvalidity,
         f.uidnext,
         req.tag,
         if examine { "READ-ONLY" } else { "READ-WRITE" },
@@ -281,10 +358,19 @@ fn create(req: &Request, account: &mut Account) -> Vec<u8> {
 }
 
 /// `APPEND mailbox [(flags)] ["date"] literal` (RFC 3501 §6.3.11), one message per command.
-fn append(req: &Request, account: &mut Account, quirks: &Quirks) -> Vec<u8> {
+fn append(req: &Request, session: &Session, account: &mut Account, quirks: &Quirks) -> Vec<u8> {
     let Some(name) = req.mailbox() else {
         return tagged(&req.tag, "BAD", "APPEND needs a mailbox");
     };
+    let into_examined = session.read_only
+        && session
+            .selected
+            .as_deref()
+            .and_then(|s| account.folder(s))
+            .is_some_and(|f| f.is_named(name));
+    if quirks.refuse_append_to_examined && into_examined {
+        return tagged(&req.tag, "NO", "Current box is selected READ-ONLY.");
+    }
     let mut flags = Vec::new();
     let mut strings = Vec::new();
     for t in &req.args[1..] {
@@ -305,6 +391,7 @@ fn append(req: &Request, account: &mut Account, quirks: &Quirks) -> Vec<u8> {
     let Some(folder) = account.folder_mut(name) else {
         return tagged(&req.tag, "NO", "[TRYCREATE] Mailbox doesn't exist");
     };
+    fix_uid_state(folder, quirks);
     let uid = folder.push(body);
     if let Some(m) = folder.messages.last_mut() {
         m.flags = flags;

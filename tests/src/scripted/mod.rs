@@ -47,6 +47,14 @@ pub struct Quirks {
     pub literal_plus: bool,
     /// How `BODY[HEADER.FIELDS (...)]` renders a message (servers differ on odd ones).
     pub header_fields: HeaderFields,
+    /// Refuses APPEND into the folder this session has selected read-only (EXAMINE) with
+    /// `NO Current box is selected READ-ONLY.`, as some servers do (issue 15). RFC 3501 does
+    /// not ask for the refusal, nor forbid it.
+    pub refuse_append_to_examined: bool,
+    /// Keeps no UID state for an empty folder until it is first opened read-write or receives
+    /// a message: until then every STATUS and EXAMINE of it answers a new UIDVALIDITY, and the
+    /// first SELECT or APPEND fixes one (issue 15: a target INBOX never opened).
+    pub lazy_uidvalidity: bool,
 }
 
 /// Ways servers render `BODY[HEADER.FIELDS (...)]` (RFC 3501 §6.4.5), where they differ.
@@ -67,6 +75,8 @@ impl Default for Quirks {
             uidplus: true,
             literal_plus: true,
             header_fields: HeaderFields::default(),
+            refuse_append_to_examined: false,
+            lazy_uidvalidity: false,
         }
     }
 }
@@ -79,6 +89,9 @@ pub struct Override {
     matches: Matcher,
     rewrite: Rewriter,
     remaining: Option<usize>,
+    /// Whether the server still carries the command out (an altered answer) or answers
+    /// instead of carrying it out (a replaced one: a refusal stores nothing).
+    carry_out: bool,
 }
 
 impl std::fmt::Debug for Override {
@@ -90,7 +103,8 @@ impl std::fmt::Debug for Override {
 }
 
 impl Override {
-    /// Answers matching commands with `raw` instead, `{tag}` replaced by the command's tag.
+    /// Answers matching commands with `raw` instead, `{tag}` replaced by the command's tag. The
+    /// command is not carried out: a replaced APPEND or CREATE changes nothing.
     pub fn replace(
         matches: impl Fn(&Request) -> bool + Send + Sync + 'static,
         raw: impl Into<Vec<u8>>,
@@ -100,10 +114,11 @@ impl Override {
             matches: Box::new(matches),
             rewrite: Box::new(move |req, _| replace_bytes(&raw, b"{tag}", req.tag.as_bytes())),
             remaining: None,
+            carry_out: false,
         }
     }
 
-    /// Rewrites the honest answer of matching commands with `f`.
+    /// Rewrites the honest answer of matching commands with `f` (the command is carried out).
     pub fn alter(
         matches: impl Fn(&Request) -> bool + Send + Sync + 'static,
         f: impl Fn(&Request, Vec<u8>) -> Vec<u8> + Send + Sync + 'static,
@@ -112,6 +127,7 @@ impl Override {
             matches: Box::new(matches),
             rewrite: Box::new(f),
             remaining: None,
+            carry_out: true,
         }
     }
 
@@ -283,11 +299,7 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
                 });
             }
         }
-        let honest = {
-            let mut account = lock(&state.account);
-            commands::answer(&req, &mut session, &mut account, &state.quirks)
-        };
-        let reply = rewrite(&state, &req, honest);
+        let reply = reply(&state, &req, &mut session);
         writer.write_all(&reply).await?;
         // Answers to pipelined commands may go out together; the last one must not wait.
         if reader.buffer().is_empty() {
@@ -301,17 +313,29 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The answer after the first matching override (which is used up when it was limited).
-fn rewrite(state: &State, req: &Request, honest: Vec<u8>) -> Vec<u8> {
+/// The answer to `req`: the honest one, or the first matching override's (which is used up
+/// when it was limited).
+fn reply(state: &State, req: &Request, session: &mut commands::Session) -> Vec<u8> {
+    let honest = |session: &mut commands::Session| {
+        let mut account = lock(&state.account);
+        commands::answer(req, session, &mut account, &state.quirks)
+    };
+    // Locks are taken overrides first, then the account; nothing takes them the other way.
     let mut overrides = lock(&state.overrides);
     let Some(o) = overrides
         .iter_mut()
         .find(|o| o.remaining != Some(0) && (o.matches)(req))
     else {
-        return honest;
+        drop(overrides);
+        return honest(session);
     };
     if let Some(n) = o.remaining.as_mut() {
         *n -= 1;
     }
-    (o.rewrite)(req, honest)
+    let answer = if o.carry_out {
+        honest(session)
+    } else {
+        Vec::new()
+    };
+    (o.rewrite)(req, answer)
 }

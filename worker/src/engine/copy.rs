@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use mailferry_fleet::{CredentialSource, EntryScope, Store, StoreError};
 use mailferry_proto::report::{Warning, WarningCode};
 use mailferry_proto::task::{
-    BatchItem, CopiedMessage, CopyBatchTask, CopyResult, MessageFailure, Side,
+    BatchItem, CopiedMessage, CopyBatchTask, CopyResult, FolderRefusal, MessageFailure, Side,
 };
 use mailferry_proto::{ErrorKind, FailureKind, MessageKey};
 use tokio::sync::mpsc;
@@ -43,6 +43,7 @@ pub async fn run<S: Store, C: CredentialSource>(
         failed: Vec::new(),
         warnings: Vec::new(),
         deferred: Vec::new(),
+        folder_refused: None,
     };
     if task.items.is_empty() {
         return Ok(result);
@@ -125,7 +126,7 @@ async fn copy_locked<S: Store, C: CredentialSource>(
     result: &mut CopyResult,
 ) -> ImapResult<()> {
     let mut dst = engine.open(pair, Side::Target).await?;
-    let sel = match dst.examine(&task.target_raw).await {
+    let mut sel = match dst.examine(&task.target_raw).await {
         Ok(sel) => sel,
         Err(e) if e.kind == ErrorKind::Permanent => {
             for item in &task.items {
@@ -140,8 +141,25 @@ async fn copy_locked<S: Store, C: CredentialSource>(
         }
         Err(e) => return Err(e),
     };
+    if sel.exists == 0 && task.dst_uidvalidity.is_some_and(|v| v != sel.uidvalidity) {
+        // Some servers keep no UID state for an empty folder never opened read-write: every
+        // STATUS and EXAMINE of it makes up a new UIDVALIDITY, and the first SELECT or APPEND
+        // fixes one (issue 15). Open it read-write once and take that value: an empty folder
+        // holds nothing an earlier attempt could have copied, so a UIDVALIDITY other than the
+        // planned one misleads no count. Appending into a read-write selection is what RFC 3501
+        // expects; there is nothing to flag or expunge in it. A refused SELECT changes nothing
+        // that matters: the folder is still empty.
+        match dst.select(&task.target_raw).await {
+            Ok(selected) => sel = selected,
+            Err(e) if e.kind == ErrorKind::Permanent => {
+                tracing::debug!("SELECT of an empty target folder refused: {}", e.message);
+            }
+            Err(e) => return Err(e),
+        }
+    }
     if let Some(v) = task.dst_uidvalidity
         && v != sel.uidvalidity
+        && sel.exists > 0
     {
         return Err(dst.err(ErrorKind::Transient, format!(
             "UIDVALIDITY of target folder {:?} changed since planning (the server renumbered it); run again to plan it anew",
@@ -322,7 +340,25 @@ async fn copy_todo<S: Store, C: CredentialSource>(
     c?;
     let produced = p?;
     appender.verify().await?;
+    let refused = appender.folder_refused();
     report_produced(task, &todo, produced, result);
+    if let Some(answer) = refused {
+        // Every message sent was refused alike and the rest was not sent: the batch's messages
+        // that are neither copied nor failed on their own count in the folder's failure.
+        let done: HashSet<u32> = result
+            .copied
+            .iter()
+            .map(|c| c.src_uid)
+            .chain(result.failed.iter().map(|f| f.uid))
+            .collect();
+        let uids = todo
+            .iter()
+            .map(|i| i.uid)
+            .filter(|u| !done.contains(u))
+            .collect();
+        tracing::warn!(folder = %task.target.display_slash(), "the target refuses every message sent into this folder: {answer}");
+        result.folder_refused = Some(FolderRefusal { answer, uids });
+    }
     engine.release(pair, src);
     engine.release(pair, dst);
     Ok(())

@@ -24,7 +24,9 @@ pub async fn run<S: Store, C: CredentialSource>(
             match conn.create(&f.raw).await? {
                 Ok(()) => out.created.push(f.raw.clone()),
                 Err(done) => {
-                    out.failed.push((f.raw.clone(), done.text));
+                    // The server's own words, code included (issue 15).
+                    out.failed
+                        .push((f.raw.clone(), super::refusal::answer(&done)));
                     continue;
                 }
             }

@@ -73,7 +73,17 @@ pub async fn list_account(
             ),
         ));
     }
-    let subscribed: HashSet<String> = subscribed.into_iter().map(|e| e.name).collect();
+    // RFC 3501 §6.3.9: LSUB marks `\Noselect` a name that is not subscribed itself but has
+    // subscribed children (Gmail's `[Gmail]`); it is no subscription of its own.
+    let subscribed: HashSet<String> = subscribed
+        .into_iter()
+        .filter(|e| {
+            !e.attributes
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case("\\Noselect"))
+        })
+        .map(|e| e.name)
+        .collect();
     let (prefix, ns_delim) = ns.personal.clone().unwrap_or_default();
     let delimiter = ns_delim.or_else(|| entries.iter().find_map(|e| e.delimiter));
     let mut folders = Vec::new();

@@ -9,6 +9,7 @@ pub mod keys;
 pub mod list;
 pub mod pipeline;
 pub mod rate;
+mod refusal;
 pub mod slots;
 pub mod sync;
 

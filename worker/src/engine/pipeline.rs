@@ -1,7 +1,8 @@
 //! The copy pipeline of a batch: the source is fetched in UID chunks that fit the byte budget
 //! while earlier messages are appended to the target: pipelined commands, MULTIAPPEND groups
 //! (RFC 3502) where offered, LITERAL+ for small messages and synchronising literals for large
-//! ones, and flags read back afterwards. Deciding *what* to copy is `copy.rs`'s job.
+//! ones, and flags read back afterwards. Deciding *what* to copy is `copy.rs`'s job; what a
+//! refusal means, `refusal.rs`'s.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -14,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::Engine;
 use super::copy::{failure, store_err};
+use super::refusal::{self, FolderProbe};
 use crate::imap::conn::{Arg, Completion};
 use crate::imap::ops::{FetchItem, format_internal_date, mailbox_arg};
 use crate::imap::wire::{Status, Value};
@@ -292,6 +294,8 @@ pub(super) struct Appender<'a, S: Store, C: CredentialSource> {
     unsendable: Vec<String>,
     /// Flags requested per appended target UID, checked afterwards.
     requested: HashMap<u32, (u32, Vec<String>, Option<MessageKey>)>,
+    /// The batch's first answers: whether the folder takes mail at all.
+    probe: FolderProbe<BatchItem>,
 }
 
 impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
@@ -316,6 +320,22 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             failed_keys: HashSet::new(),
             unsendable: Vec::new(),
             requested: HashMap::new(),
+            probe: FolderProbe::default(),
+        }
+    }
+
+    /// The target's words when the folder takes no mail (every message sent into it refused
+    /// alike; the batch stopped sending).
+    pub(super) fn folder_refused(&self) -> Option<String> {
+        self.probe.folder_refused().map(str::to_owned)
+    }
+
+    /// Records failures as messages' own.
+    fn record_failures(&mut self, failed: Vec<refusal::Failed<BatchItem>>) {
+        for (item, kind, reason) in failed {
+            self.result
+                .failed
+                .push(failure(self.task, &item, kind, reason));
         }
     }
 
@@ -360,12 +380,21 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             limiter.take(2 * f.body.len() as u64, 1).await;
             if self.failed_keys.contains(&f.item.key) {
                 // DESIGN.md "Order": after a rank fails, later ranks of that key are not sent.
-                self.result.failed.push(failure(
-                    self.task,
-                    &f.item,
-                    FailureKind::Transient,
-                    "not sent because an earlier copy of the same message failed".into(),
-                ));
+                let why = "not sent because an earlier copy of the same message failed";
+                let now = self
+                    .probe
+                    .not_sent(f.item.clone(), FailureKind::Transient, why.into());
+                self.record_failures(now.into_iter().collect());
+                continue;
+            }
+            if self.probe.probing() {
+                // Until the folder has taken a message, one at a time: a folder that takes
+                // none is told by its first answers, before more is sent (refusal.rs).
+                self.send(vec![f]).await?;
+                self.finish_oldest().await?;
+                if self.probe.folder_refused().is_some() {
+                    return Ok(());
+                }
                 continue;
             }
             let key_busy = self.keys_in_flight.contains_key(&f.item.key)
@@ -409,6 +438,8 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
         while !self.inflight.is_empty() {
             self.finish_oldest().await?;
         }
+        let held = self.probe.finish();
+        self.record_failures(held);
         Ok(())
     }
 
@@ -484,6 +515,8 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             }
         }
         if done.status == Status::Ok {
+            let held = self.probe.accepted();
+            self.record_failures(held);
             let uids = match appended_uids(&done, self.scope.dst_uidvalidity, group.len()) {
                 Ok(uids) => uids,
                 Err(why) => {
@@ -552,7 +585,7 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             return Ok(());
         }
         for f in group {
-            let (kind, reason) = classify_append_refusal(&done, f.body.len() as u64);
+            let (kind, reason) = refusal::classify(&done, f.body.len() as u64);
             if kind == FailureKind::Transient {
                 let e = self
                     .dst
@@ -563,9 +596,8 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
                 });
             }
             self.failed_keys.insert(f.item.key);
-            self.result
-                .failed
-                .push(failure(self.task, &f.item, kind, reason));
+            let now = self.probe.refused(f.item, kind, reason, &done);
+            self.record_failures(now);
         }
         Ok(())
     }
@@ -689,52 +721,6 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
     }
 }
 
-/// What an APPEND refusal means (RFC 5530 codes; RFC 7889 `[TOOBIG]`).
-fn classify_append_refusal(done: &Completion, size: u64) -> (FailureKind, String) {
-    let code = done.code.as_ref().map(|c| c.name.as_str()).unwrap_or("");
-    let text = done.text.trim();
-    let size_text = mailferry_proto::report::bytes_text(size);
-    match code {
-        "OVERQUOTA" => (
-            FailureKind::OverQuota,
-            format!("target over quota ({text})"),
-        ),
-        "TOOBIG" | "LIMIT" => (
-            FailureKind::TooLarge,
-            format!("the message ({size_text}) is larger than the target allows ({text})"),
-        ),
-        "UNAVAILABLE" | "SERVERBUG" | "INUSE" => {
-            (FailureKind::Transient, format!("[{code}] {text}"))
-        }
-        _ if crate::imap::error::throttle_hint(text).is_some() => {
-            (FailureKind::Transient, format!("{code} {text}"))
-        }
-        _ if text.to_ascii_lowercase().contains("quota") => (
-            FailureKind::OverQuota,
-            format!("target over quota ({text})"),
-        ),
-        _ if text.to_ascii_lowercase().contains("too large")
-            || text.to_ascii_lowercase().contains("too big") =>
-        {
-            (
-                FailureKind::TooLarge,
-                format!("the message ({size_text}) is larger than the target allows ({text})"),
-            )
-        }
-        _ => (
-            FailureKind::Rejected,
-            format!(
-                "the target refused the message: {}{text}",
-                if code.is_empty() {
-                    String::new()
-                } else {
-                    format!("[{code}] ")
-                }
-            ),
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -788,42 +774,5 @@ mod tests {
         assert!(!is_sendable_flag("bad flag"));
         assert!(!is_sendable_flag("a(b"));
         assert!(!is_sendable_flag(""));
-    }
-
-    #[test]
-    fn append_refusals_are_classified() {
-        let c = |code: &str, text: &str| Completion {
-            status: Status::No,
-            code: (!code.is_empty()).then(|| crate::imap::wire::Code {
-                name: code.into(),
-                args: vec![],
-            }),
-            text: text.into(),
-            untagged: vec![],
-        };
-        assert_eq!(
-            classify_append_refusal(&c("OVERQUOTA", "Quota exceeded"), 10).0,
-            FailureKind::OverQuota
-        );
-        assert_eq!(
-            classify_append_refusal(&c("TOOBIG", "too big"), 10).0,
-            FailureKind::TooLarge
-        );
-        assert_eq!(
-            classify_append_refusal(&c("LIMIT", "limit"), 10).0,
-            FailureKind::TooLarge
-        );
-        assert_eq!(
-            classify_append_refusal(&c("", "Quota exceeded (mailbox for user is full)"), 10).0,
-            FailureKind::OverQuota
-        );
-        assert_eq!(
-            classify_append_refusal(&c("", "Invalid message"), 10).0,
-            FailureKind::Rejected
-        );
-        assert_eq!(
-            classify_append_refusal(&c("UNAVAILABLE", "later"), 10).0,
-            FailureKind::Transient
-        );
     }
 }

@@ -626,7 +626,8 @@ impl Connection {
         check(self, done, &format!("subscribing folder {raw:?}")).map(|_| ())
     }
 
-    /// SELECT: opens a target folder read-write (only UpdateTarget tasks do). Same answer as
+    /// SELECT: opens a target folder read-write (UpdateTarget tasks, and a copy into an empty
+    /// folder whose UIDVALIDITY changed since planning, see `engine::copy`). Same answer as
     /// [`Connection::examine`], with the PERMANENTFLAGS the folder really keeps.
     pub async fn select(&mut self, raw: &str) -> ImapResult<Selected> {
         self.open_folder("SELECT ", raw).await
