@@ -228,4 +228,68 @@ async fn python_client_creates_watches_and_reads_a_migration() {
         seen.iter().any(|h| h.starts_with("redis ")),
         "the scan found the source user nowhere in Redis: {seen:?}"
     );
+
+    readme_example_migrates_a_mailbox(&python, stubs.path(), &fleet).await;
+}
+
+/// Issue 14: the README's Python example, exactly as printed there (it is
+/// `examples/python/migrate.py`), against this fleet over plain HTTP/2 and the Dovecot test
+/// servers over STARTTLS with their private CA.
+async fn readme_example_migrates_a_mailbox(python: &Path, stubs: &Path, fleet: &Fleet) {
+    let example = repo_root().join("examples/python/migrate.py");
+    let code = std::fs::read_to_string(&example).unwrap();
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```python\n{code}```")),
+        "README.md's Python example is not examples/python/migrate.py as it is"
+    );
+    let servers = TestServers::get();
+    let src = servers.new_user(Side::Source, "pyexample").unwrap();
+    let dst = servers.new_user(Side::Target, "pyexample").unwrap();
+    let mut g = Fixtures::new(8_102);
+    let inbox: Vec<Fixture> = vec![g.ordinary(), g.multipart().with_flags(&["\\Seen"])];
+    let mut c = ImapClient::connect(&src).await.unwrap();
+    c.append_all("INBOX", &inbox).await.unwrap();
+    c.logout().await;
+
+    let mut cmd = tokio::process::Command::new(python);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("MAILFERRY_") {
+            cmd.env_remove(key);
+        }
+    }
+    let url =
+        |a: &mailferry_tests::TestAccount| format!("imap://{}@{}:{}", a.user, a.host, a.imap_port);
+    cmd.arg(&example)
+        .current_dir(std::env::temp_dir())
+        .env("PYTHONPATH", stubs)
+        .env(
+            "MAILFERRY_COORDINATOR",
+            format!("http://{}", fleet.grpc_addr()),
+        )
+        .env("MAILFERRY_API_TOKEN", fleet.token())
+        .env("SRC_URL", url(&src))
+        .env("DST_URL", url(&dst))
+        .env("SRC_CA", &src.ca)
+        .env("DST_CA", &dst.ca)
+        .env("SRC_PASSWORD", &src.password)
+        .env("DST_PASSWORD", &dst.password)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    let run = tokio::time::timeout(Duration::from_secs(300), cmd.output())
+        .await
+        .expect("the README's example ran past 300 s")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success() && stdout.contains("2 of 2 messages copied"),
+        "the README's example failed ({})\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let source = snapshot_with(&src, personal_only).await.unwrap();
+    let target = snapshot(&dst).await.unwrap();
+    if let Err(diff) = compare(&source, &target, &[("INBOX", "INBOX")]) {
+        panic!("the README's example did not copy exactly:\n{diff}\n{stdout}");
+    }
 }
