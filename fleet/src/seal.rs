@@ -488,6 +488,7 @@ mod tests {
             tls: TlsMode::Implicit,
             ca_file: None,
             insecure_skip_verify: false,
+            auth_mechanism: None,
         }
     }
 

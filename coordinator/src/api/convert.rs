@@ -5,7 +5,7 @@
 use mailferry_fleet::{Credentials, Secret};
 use mailferry_proto::grpc::v1 as pb;
 use mailferry_proto::report::PairStatus;
-use mailferry_proto::task::{CaFile, Endpoint, Side, TlsMode};
+use mailferry_proto::task::{AuthMechanism, CaFile, Endpoint, Side, TlsMode};
 
 use super::ca::{self, CaDir};
 
@@ -116,6 +116,22 @@ pub fn endpoint(
             )
         })?,
     };
+    let auth_mechanism = match pb::AuthMechanism::try_from(e.auth_mechanism) {
+        Ok(pb::AuthMechanism::Unspecified) => None,
+        Ok(pb::AuthMechanism::Login) => Some(AuthMechanism::Login),
+        Ok(pb::AuthMechanism::Plain) => Some(AuthMechanism::Plain),
+        Ok(pb::AuthMechanism::Xoauth2) => Some(AuthMechanism::Xoauth2),
+        Ok(pb::AuthMechanism::Oauthbearer) => Some(AuthMechanism::Oauthbearer),
+        Err(_) => {
+            return Err(invalid(
+                format!("{field}.auth_mechanism"),
+                format!(
+                    "unknown mechanism {}: use AUTH_MECHANISM_LOGIN, AUTH_MECHANISM_PLAIN, AUTH_MECHANISM_XOAUTH2, AUTH_MECHANISM_OAUTHBEARER, or leave it unset",
+                    e.auth_mechanism
+                ),
+            ));
+        }
+    };
     Ok(Endpoint {
         host: host.to_owned(),
         port,
@@ -123,7 +139,27 @@ pub fn endpoint(
         tls,
         ca_file: ca(e, field, cas)?,
         insecure_skip_verify: e.insecure_skip_verify,
+        auth_mechanism,
     })
+}
+
+/// Refuses credentials the endpoint's login mechanism cannot use (a password with XOAUTH2, an
+/// administrator with LOGIN, a token with PLAIN), naming the endpoint's field.
+pub fn mechanism_fits(
+    endpoint: &Endpoint,
+    credentials: &Credentials,
+    field: &str,
+) -> Result<(), ControlError> {
+    let Some(m) = endpoint.auth_mechanism else {
+        return Ok(());
+    };
+    match credentials.refuses(m) {
+        Some(why) => Err(invalid(
+            format!("{field}.auth_mechanism"),
+            format!("{} {why}", m.name().to_ascii_uppercase()),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Credentials from the wire.
@@ -192,6 +228,8 @@ pub fn pairs(
             p.target_credentials.as_ref(),
             &format!("{f}.target_credentials"),
         )?;
+        mechanism_fits(&source, &source_credentials, &format!("{f}.source"))?;
+        mechanism_fits(&target, &target_credentials, &format!("{f}.target"))?;
         if same_mailbox(&source, &target) {
             return Err(invalid(&f, "source and target are the same mailbox"));
         }
@@ -497,6 +535,7 @@ mod tests {
             ca_file: String::new(),
             insecure_skip_verify: false,
             ca_pem: String::new(),
+            auth_mechanism: 0,
         }
     }
 

@@ -38,13 +38,19 @@ const MAX_COMMANDS: usize = 1_000_000;
 const MAX_LOGGED: usize = 200_000;
 
 /// Behaviours of servers other than Dovecot, switched on per test. The default is a plain
-/// IMAP4rev1 server with LITERAL+ and UIDPLUS.
+/// IMAP4rev1 server with LITERAL+, UIDPLUS and SASL-IR.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quirks {
     /// Offers UIDPLUS (RFC 4315) and answers APPEND with APPENDUID.
     pub uidplus: bool,
     /// Offers LITERAL+ (RFC 7888).
     pub literal_plus: bool,
+    /// Offers SASL-IR (RFC 4959). Without it, `AUTHENTICATE PLAIN` gets an empty challenge
+    /// (`+ `) and the client's response on a line of its own (RFC 3501 §6.2.2).
+    pub sasl_ir: bool,
+    /// Ends the tagged answer to LOGIN and AUTHENTICATE with a bare LF instead of CRLF, as a
+    /// server seen in issue 15 does (`m2 OK AUTHENTICATE PLAIN authentication successful\n`).
+    pub bare_lf_login: bool,
 }
 
 impl Default for Quirks {
@@ -52,6 +58,8 @@ impl Default for Quirks {
         Quirks {
             uidplus: true,
             literal_plus: true,
+            sasl_ir: true,
+            bare_lf_login: false,
         }
     }
 }
@@ -64,12 +72,15 @@ pub struct Override {
     matches: Matcher,
     rewrite: Rewriter,
     remaining: Option<usize>,
+    /// After this answer the connection falls silent: it reads and sends nothing more.
+    silence: bool,
 }
 
 impl std::fmt::Debug for Override {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Override")
             .field("remaining", &self.remaining)
+            .field("silence", &self.silence)
             .finish_non_exhaustive()
     }
 }
@@ -85,6 +96,7 @@ impl Override {
             matches: Box::new(matches),
             rewrite: Box::new(move |req, _| replace_bytes(&raw, b"{tag}", req.tag.as_bytes())),
             remaining: None,
+            silence: false,
         }
     }
 
@@ -97,7 +109,21 @@ impl Override {
             matches: Box::new(matches),
             rewrite: Box::new(f),
             remaining: None,
+            silence: false,
         }
+    }
+
+    /// Answers matching commands with nothing at all: the connection stays open and silent (a
+    /// server that hangs on a command).
+    pub fn hang(matches: impl Fn(&Request) -> bool + Send + Sync + 'static) -> Override {
+        Override::replace(matches, "").then_silence()
+    }
+
+    /// After sending its answer (whole or cut short by the rewrite), the connection falls
+    /// silent for good: a server that stalls mid-response.
+    pub fn then_silence(mut self) -> Override {
+        self.silence = true;
+        self
     }
 
     /// Applies only to the first `n` matching commands.
@@ -256,9 +282,16 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     writer.flush().await?;
     let mut session = commands::Session::default();
     for _ in 0..MAX_COMMANDS {
-        let Some(req) = request::read(&mut reader, &mut writer).await? else {
+        let Some(mut req) = request::read(&mut reader, &mut writer).await? else {
             return Ok(());
         };
+        if req.verb == "AUTHENTICATE" && req.args.len() == 1 {
+            // RFC 3501 §6.2.2: no initial response, so an empty challenge asks for it.
+            match request::sasl_response(&mut reader, &mut writer).await? {
+                Some(line) => req.args.push(Token::Str(line)),
+                None => return Ok(()),
+            }
+        }
         {
             let mut log = lock(&state.log);
             if log.len() < MAX_LOGGED {
@@ -272,8 +305,16 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
             let mut account = lock(&state.account);
             commands::answer(&req, &mut session, &mut account, &state.quirks)
         };
-        let reply = rewrite(&state, &req, honest);
+        let (mut reply, silence) = rewrite(&state, &req, honest);
+        if state.quirks.bare_lf_login && matches!(req.verb.as_str(), "LOGIN" | "AUTHENTICATE") {
+            reply = bare_lf_tagged(&reply, &req.tag);
+        }
         writer.write_all(&reply).await?;
+        if silence {
+            writer.flush().await?;
+            // Held open, reading nothing, until the lifetime ends or the server is dropped.
+            std::future::pending::<()>().await;
+        }
         // Answers to pipelined commands may go out together; the last one must not wait.
         if reader.buffer().is_empty() {
             writer.flush().await?;
@@ -286,17 +327,38 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The answer after the first matching override (which is used up when it was limited).
-fn rewrite(state: &State, req: &Request, honest: Vec<u8>) -> Vec<u8> {
+/// The answer after the first matching override (which is used up when it was limited), and
+/// whether the connection falls silent after it.
+fn rewrite(state: &State, req: &Request, honest: Vec<u8>) -> (Vec<u8>, bool) {
     let mut overrides = lock(&state.overrides);
     let Some(o) = overrides
         .iter_mut()
         .find(|o| o.remaining != Some(0) && (o.matches)(req))
     else {
-        return honest;
+        return (honest, false);
     };
     if let Some(n) = o.remaining.as_mut() {
         *n -= 1;
     }
-    (o.rewrite)(req, honest)
+    ((o.rewrite)(req, honest), o.silence)
+}
+
+/// `reply` with the CRLF ending its tagged line (`TAG ...`) replaced by LF alone.
+fn bare_lf_tagged(reply: &[u8], tag: &str) -> Vec<u8> {
+    let mut start = 0;
+    while start < reply.len() {
+        let end = reply[start..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(reply.len(), |i| start + i + 1);
+        let line = &reply[start..end];
+        if line.starts_with(format!("{tag} ").as_bytes()) && line.ends_with(b"\r\n") {
+            let mut out = reply[..end - 2].to_vec();
+            out.push(b'\n');
+            out.extend_from_slice(&reply[end..]);
+            return out;
+        }
+        start = end;
+    }
+    reply.to_vec()
 }
