@@ -962,9 +962,8 @@ impl CommonArgs {
                 None => self.flag_mechanism(which),
                 Some(v) => {
                     let f = self.side_flags(which);
-                    let m = auth::parse(v).map_err(|e| {
-                        format!("record {}: {prefix}_auth_mechanism {e}", r.number)
-                    })?;
+                    let m = auth::parse(v)
+                        .map_err(|e| format!("record {}: {prefix}_auth_mechanism {e}", r.number))?;
                     if let Some(e) = auth::misfit(f.flag, m, f.given()) {
                         return Err(format!(
                             "record {}: {prefix}_auth_mechanism {m}: {e}",
@@ -1137,6 +1136,117 @@ mod tests {
         assert_eq!(s.plan.max_size, Some(1 << 20));
         assert!(s.plan.skip_deleted);
         assert!(!format!("{:?}", s.pairs[0].src.credentials).contains("s3cret"));
+    }
+
+    #[test]
+    fn auth_mechanisms_reach_the_endpoints_and_bad_ones_are_reported_at_once() {
+        let env = Env(vec![
+            ("MAILFERRY_SRC_PASSWORD", "s"),
+            ("MAILFERRY_DST_PASSWORD", "t"),
+        ]);
+        let a = args(&[
+            "--src-auth-mechanism",
+            "LOGIN",
+            "--dst-auth-mechanism",
+            "plain",
+        ]);
+        let s = a.settings(&env, false).ok().unwrap();
+        assert_eq!(
+            s.pairs[0].src.endpoint.auth_mechanism,
+            Some(AuthMechanism::Login)
+        );
+        assert_eq!(
+            s.pairs[0].dst.endpoint.auth_mechanism,
+            Some(AuthMechanism::Plain)
+        );
+        assert_eq!(
+            args(&[]).settings(&env, false).ok().unwrap().pairs[0]
+                .src
+                .endpoint
+                .auth_mechanism,
+            None
+        );
+        let errs = args(&[
+            "--src-auth-mechanism",
+            "login",
+            "--src-authuser",
+            "admin",
+            "--dst-auth-mechanism",
+            "oauthbearer",
+            "--max-size",
+            "lots",
+        ])
+        .settings(&Env(vec![]), false)
+        .err()
+        .unwrap();
+        let all = errs.join("\n");
+        for needle in [
+            "--src-auth-mechanism login and --src-authuser exclude each other",
+            "--dst-auth-mechanism oauthbearer logs in with an OAuth 2.0 access token",
+            "--max-size",
+            "no password for --src",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in {all}");
+        }
+        assert!(
+            !all.contains("no password for --dst"),
+            "a token mechanism asks for no password: {all}"
+        );
+    }
+
+    #[test]
+    fn batch_records_may_name_their_own_mechanism() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.csv");
+        std::fs::write(
+            &file,
+            "src_user,dst_user,src_auth_mechanism\nalice,alice, Login \nbob,bob,\ncarol,carol,cram-md5\ndave,dave,xoauth2\n",
+        )
+        .unwrap();
+        let file = file.to_string_lossy().into_owned();
+        let v = vec![
+            "mailferry",
+            "check",
+            "--batch",
+            &file,
+            "--src",
+            "imaps://127.0.0.1",
+            "--dst",
+            "imap://new.example",
+            "--src-auth-mechanism",
+            "plain",
+        ];
+        let Command::Check(a) = Cli::try_parse_from(v).unwrap().command else {
+            unreachable!()
+        };
+        let env = Env(vec![
+            ("MAILFERRY_SRC_PASSWORD", "s"),
+            ("MAILFERRY_DST_PASSWORD", "t"),
+        ]);
+        let s = a.settings(&env, false).ok().unwrap();
+        let mechanisms: Vec<_> = s
+            .pairs
+            .iter()
+            .map(|p| p.src.endpoint.auth_mechanism)
+            .collect();
+        assert_eq!(
+            mechanisms,
+            [Some(AuthMechanism::Login), Some(AuthMechanism::Plain)],
+            "the record's column wins over the flag"
+        );
+        let bad: Vec<(u64, &str)> = s
+            .bad_records
+            .iter()
+            .map(|b| (b.record, b.error.as_str()))
+            .collect();
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(
+            bad[0]
+                .1
+                .contains("src_auth_mechanism \"cram-md5\" is not a login mechanism"),
+            "{bad:?}"
+        );
+        assert!(bad[1].1.contains("src_auth_mechanism xoauth2"), "{bad:?}");
     }
 
     #[test]

@@ -73,6 +73,9 @@ mod tests {
         assert!(!fits(Plain, Given::Token) && !fits(Login, Given::Token));
         assert!(!fits(Xoauth2, Given::Password) && !fits(Oauthbearer, Given::Admin));
         let e = misfit("--dst", Login, Given::Admin).unwrap_or_default();
-        assert!(e.starts_with("--dst-auth-mechanism login and --dst-authuser"), "{e}");
+        assert!(
+            e.starts_with("--dst-auth-mechanism login and --dst-authuser"),
+            "{e}"
+        );
     }
 }

@@ -94,9 +94,7 @@ pub async fn run<Q, S, C>(
         );
     }
     // Drain: wait for the tasks in hand (within the grace period, if there is one).
-    let drained = async {
-        while in_hand.join_next().await.is_some() {}
-    };
+    let drained = async { while in_hand.join_next().await.is_some() {} };
     match grace {
         None => drained.await,
         Some(grace) => {

@@ -562,6 +562,38 @@ mod tests {
     }
 
     #[test]
+    fn login_mechanisms_are_taken_and_checked_against_the_credentials() {
+        let mut s = spec("127.0.0.1", "127.0.0.2");
+        s.source.as_mut().expect("s").auth_mechanism = pb::AuthMechanism::Login as i32;
+        let p = pairs(&[s.clone()], &[], &CaDir::none()).expect("valid");
+        assert_eq!(p[0].source.auth_mechanism, Some(AuthMechanism::Login));
+        assert_eq!(p[0].target.auth_mechanism, None);
+        let mut unknown = s.clone();
+        unknown.target.as_mut().expect("t").auth_mechanism = 9;
+        assert_eq!(
+            field(pairs(&[unknown], &[], &CaDir::none()).expect_err("unknown")),
+            "pairs[0].target.auth_mechanism"
+        );
+        let mut token = s.clone();
+        token.target.as_mut().expect("t").auth_mechanism = pb::AuthMechanism::Oauthbearer as i32;
+        assert_eq!(
+            field(pairs(&[token], &[], &CaDir::none()).expect_err("password")),
+            "pairs[0].target.auth_mechanism"
+        );
+        let mut admin = s;
+        admin.source_credentials = Some(pb::Credentials {
+            kind: Some(pb::credentials::Kind::Admin(pb::AdminLogin {
+                admin_user: "root".into(),
+                admin_password: "p".into(),
+            })),
+        });
+        assert_eq!(
+            field(pairs(&[admin], &[], &CaDir::none()).expect_err("admin")),
+            "pairs[0].source.auth_mechanism"
+        );
+    }
+
+    #[test]
     fn every_wrong_field_is_named() {
         assert_eq!(
             field(pairs(&[], &[], &CaDir::none()).expect_err("empty")),

@@ -247,6 +247,26 @@ impl ScriptedServer {
         format!("imap://{user}@127.0.0.1:{}", self.port())
     }
 
+    /// The flags that name this server as one side of a run: `--FLAG URL --FLAG-tls none`
+    /// (`flag` is `src` or `dst`; the password goes in `MAILFERRY_SRC_PASSWORD` / `…_DST_…`).
+    pub fn args(&self, flag: &str) -> Vec<String> {
+        vec![
+            format!("--{flag}"),
+            self.url(),
+            format!("--{flag}-tls"),
+            "none".into(),
+        ]
+    }
+
+    /// How many commands of this verb the server received (`"AUTHENTICATE"`, `"LOGIN"`…): for
+    /// logins, how many times a client tried.
+    pub fn count(&self, verb: &str) -> usize {
+        lock(&self.state.log)
+            .iter()
+            .filter(|c| c.split(' ').next() == Some(verb))
+            .count()
+    }
+
     /// The account's password.
     pub fn password(&self) -> String {
         lock(&self.state.account).password.clone()
