@@ -272,8 +272,9 @@ async fn run_pair(
     let runner = {
         let (queue, stop) = (queue.clone(), stop.clone());
         tokio::spawn(async move {
-            // On a stop the runner takes no new task and finishes the ones in hand; then no
-            // outcome can come any more, which tells the stopping driver it has seen them all.
+            // On a stop the runner takes no new task and lets the ones in hand finish within
+            // the grace, dropping the rest; then no outcome can come any more, which tells the
+            // stopping driver it has seen them all.
             mailferry_worker::runner::run(
                 queue.clone(),
                 engine,
@@ -348,7 +349,7 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
         return pass(&args, &s.bad_records, specs, &engine, &store, &opts, &stop).await;
     };
     // `--sync-every`: a first pass, then an incremental sync on that schedule until interrupted
-    // (an interrupt during a pass finishes the batches in hand, as without it).
+    // (an interrupt during a pass stops it within the grace, as without it).
     let mut passes = 0u64;
     loop {
         passes += 1;
