@@ -10,8 +10,9 @@ use mailferry_coordinator::folders::FolderRules;
 use mailferry_coordinator::options::OptionsSpec;
 use mailferry_coordinator::plan::PlanOptions;
 use mailferry_fleet::{Credentials, Secret};
-use mailferry_proto::task::{CaFile, Endpoint, TlsMode};
+use mailferry_proto::task::{AuthMechanism, CaFile, Endpoint, TlsMode};
 
+use crate::auth;
 use crate::endpoint::{self, EndpointUrl};
 use crate::input::{shown, shown_path};
 
@@ -137,6 +138,15 @@ pub struct CommonArgs {
     /// Log into the target as this administrator (master user) acting for the URL's user.
     #[arg(long, env = "MAILFERRY_DST_AUTHUSER")]
     pub dst_authuser: Option<String>,
+    /// How to log into the source: login (the LOGIN command), plain (AUTHENTICATE PLAIN; the
+    /// only one for --src-authuser), or xoauth2 / oauthbearer (with --src-oauth2-token-file).
+    /// Used whatever the server advertises: the way round a server whose SASL is broken.
+    /// Default: PLAIN where offered, else LOGIN; OAUTHBEARER where offered, else XOAUTH2.
+    #[arg(long, env = "MAILFERRY_SRC_AUTH_MECHANISM", value_name = "MECHANISM")]
+    pub src_auth_mechanism: Option<String>,
+    /// How to log into the target: login, plain, xoauth2 or oauthbearer (as --src-auth-mechanism).
+    #[arg(long, env = "MAILFERRY_DST_AUTH_MECHANISM", value_name = "MECHANISM")]
+    pub dst_auth_mechanism: Option<String>,
     /// Log into the source with the OAuth 2.0 access token in this file (OAUTHBEARER where
     /// offered, else XOAUTH2), re-read at every connection so a refresher can rotate it
     /// (`ctl create` reads it once and sends the token; the API client refreshes it).
@@ -601,6 +611,7 @@ impl CommonArgs {
                 password_var: "MAILFERRY_SRC_PASSWORD",
                 authuser: &self.src_authuser,
                 token_file: &self.src_oauth2_token_file,
+                mechanism: &self.src_auth_mechanism,
             },
             Which::Dst => SideFlags {
                 flag: "--dst",
@@ -611,6 +622,7 @@ impl CommonArgs {
                 password_var: "MAILFERRY_DST_PASSWORD",
                 authuser: &self.dst_authuser,
                 token_file: &self.dst_oauth2_token_file,
+                mechanism: &self.dst_auth_mechanism,
             },
         }
     }
@@ -640,15 +652,31 @@ impl CommonArgs {
         {
             errors.push(format!("{}-authuser: {e}", f.flag));
         }
+        if let Some(value) = f.mechanism {
+            match auth::parse(value) {
+                Ok(m) => errors.extend(auth::misfit(f.flag, m, f.given())),
+                Err(e) => errors.push(format!("{}-auth-mechanism {e}", f.flag)),
+            }
+        }
+    }
+
+    /// The login mechanism of a side's flag, when it names one that fits (a bad one is
+    /// reported by [`CommonArgs::check_side_flags`]).
+    fn flag_mechanism(&self, which: Which) -> Option<AuthMechanism> {
+        let f = self.side_flags(which);
+        let m = auth::parse(f.mechanism.as_deref()?).ok()?;
+        auth::misfit(f.flag, m, f.given()).is_none().then_some(m)
     }
 
     /// One side of a pair. `password` is one given in the URL or the batch record; otherwise the
-    /// password file or the environment variable is used.
+    /// password file or the environment variable is used. `mechanism` is the login mechanism of
+    /// the flag or the record, already checked against the other flags.
     fn side(
         &self,
         which: Which,
         parsed: EndpointUrl,
         password: Option<String>,
+        mechanism: Option<AuthMechanism>,
         env: &dyn SecretEnv,
     ) -> Result<Side, Vec<String>> {
         let f = self.side_flags(which);
@@ -684,6 +712,16 @@ impl CommonArgs {
                     token_file: file.clone(),
                 })
             }
+            // A token mechanism without a token: said by `check_side_flags` (the flag concerns
+            // every pair); asking for a password as well would only mislead.
+            None if f
+                .mechanism
+                .as_deref()
+                .and_then(|v| auth::parse(v).ok())
+                .is_some_and(AuthMechanism::takes_token) =>
+            {
+                None
+            }
             None => self.password(&f, password, env, &mut errors).map(|secret| {
                 match f.authuser.as_deref().filter(|a| !a.is_empty()) {
                     Some(admin) => Credentials::Admin {
@@ -708,6 +746,7 @@ impl CommonArgs {
                     .as_ref()
                     .map(|p| CaFile::Path(p.to_string_lossy().into_owned())),
                 insecure_skip_verify: f.skip_verify,
+                auth_mechanism: mechanism,
             },
             credentials,
         })
@@ -781,7 +820,8 @@ impl CommonArgs {
                             self.side_flags(which).password_var
                         ));
                     }
-                    match self.side(which, parsed, password, env) {
+                    let mechanism = self.flag_mechanism(which);
+                    match self.side(which, parsed, password, mechanism, env) {
                         Ok(side) => sides.push(side),
                         Err(e) => errors.extend(e),
                     }
@@ -918,8 +958,23 @@ impl CommonArgs {
                 }
             }
             let password = r.get(&format!("{prefix}_password")).map(str::to_owned);
+            let mechanism = match r.get(&format!("{prefix}_auth_mechanism")) {
+                None => self.flag_mechanism(which),
+                Some(v) => {
+                    let f = self.side_flags(which);
+                    let m = auth::parse(v)
+                        .map_err(|e| format!("record {}: {prefix}_auth_mechanism {e}", r.number))?;
+                    if let Some(e) = auth::misfit(f.flag, m, f.given()) {
+                        return Err(format!(
+                            "record {}: {prefix}_auth_mechanism {m}: {e}",
+                            r.number
+                        ));
+                    }
+                    Some(m)
+                }
+            };
             sides.push(
-                self.side(which, parsed, password, env)
+                self.side(which, parsed, password, mechanism, env)
                     .map_err(|e| format!("record {}: {}", r.number, e.join("; ")))?,
             );
         }
@@ -968,6 +1023,18 @@ struct SideFlags<'a> {
     password_var: &'static str,
     authuser: &'a Option<String>,
     token_file: &'a Option<PathBuf>,
+    mechanism: &'a Option<String>,
+}
+
+impl SideFlags<'_> {
+    /// How the side's credentials are given, as a login mechanism sees them.
+    fn given(&self) -> auth::Given {
+        match (self.token_file, self.authuser.as_deref()) {
+            (Some(_), _) => auth::Given::Token,
+            (None, Some(a)) if !a.is_empty() => auth::Given::Admin,
+            _ => auth::Given::Password,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1069,6 +1136,117 @@ mod tests {
         assert_eq!(s.plan.max_size, Some(1 << 20));
         assert!(s.plan.skip_deleted);
         assert!(!format!("{:?}", s.pairs[0].src.credentials).contains("s3cret"));
+    }
+
+    #[test]
+    fn auth_mechanisms_reach_the_endpoints_and_bad_ones_are_reported_at_once() {
+        let env = Env(vec![
+            ("MAILFERRY_SRC_PASSWORD", "s"),
+            ("MAILFERRY_DST_PASSWORD", "t"),
+        ]);
+        let a = args(&[
+            "--src-auth-mechanism",
+            "LOGIN",
+            "--dst-auth-mechanism",
+            "plain",
+        ]);
+        let s = a.settings(&env, false).ok().unwrap();
+        assert_eq!(
+            s.pairs[0].src.endpoint.auth_mechanism,
+            Some(AuthMechanism::Login)
+        );
+        assert_eq!(
+            s.pairs[0].dst.endpoint.auth_mechanism,
+            Some(AuthMechanism::Plain)
+        );
+        assert_eq!(
+            args(&[]).settings(&env, false).ok().unwrap().pairs[0]
+                .src
+                .endpoint
+                .auth_mechanism,
+            None
+        );
+        let errs = args(&[
+            "--src-auth-mechanism",
+            "login",
+            "--src-authuser",
+            "admin",
+            "--dst-auth-mechanism",
+            "oauthbearer",
+            "--max-size",
+            "lots",
+        ])
+        .settings(&Env(vec![]), false)
+        .err()
+        .unwrap();
+        let all = errs.join("\n");
+        for needle in [
+            "--src-auth-mechanism login and --src-authuser exclude each other",
+            "--dst-auth-mechanism oauthbearer logs in with an OAuth 2.0 access token",
+            "--max-size",
+            "no password for --src",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in {all}");
+        }
+        assert!(
+            !all.contains("no password for --dst"),
+            "a token mechanism asks for no password: {all}"
+        );
+    }
+
+    #[test]
+    fn batch_records_may_name_their_own_mechanism() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.csv");
+        std::fs::write(
+            &file,
+            "src_user,dst_user,src_auth_mechanism\nalice,alice, Login \nbob,bob,\ncarol,carol,cram-md5\ndave,dave,xoauth2\n",
+        )
+        .unwrap();
+        let file = file.to_string_lossy().into_owned();
+        let v = vec![
+            "mailferry",
+            "check",
+            "--batch",
+            &file,
+            "--src",
+            "imaps://127.0.0.1",
+            "--dst",
+            "imap://new.example",
+            "--src-auth-mechanism",
+            "plain",
+        ];
+        let Command::Check(a) = Cli::try_parse_from(v).unwrap().command else {
+            unreachable!()
+        };
+        let env = Env(vec![
+            ("MAILFERRY_SRC_PASSWORD", "s"),
+            ("MAILFERRY_DST_PASSWORD", "t"),
+        ]);
+        let s = a.settings(&env, false).ok().unwrap();
+        let mechanisms: Vec<_> = s
+            .pairs
+            .iter()
+            .map(|p| p.src.endpoint.auth_mechanism)
+            .collect();
+        assert_eq!(
+            mechanisms,
+            [Some(AuthMechanism::Login), Some(AuthMechanism::Plain)],
+            "the record's column wins over the flag"
+        );
+        let bad: Vec<(u64, &str)> = s
+            .bad_records
+            .iter()
+            .map(|b| (b.record, b.error.as_str()))
+            .collect();
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(
+            bad[0]
+                .1
+                .contains("src_auth_mechanism \"cram-md5\" is not a login mechanism"),
+            "{bad:?}"
+        );
+        assert!(bad[1].1.contains("src_auth_mechanism xoauth2"), "{bad:?}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `--batch users.csv`: the mailbox pairs of a batch, read from an RFC 4180 CSV file with a
 //! header. Columns: `src_user`, `dst_user` (required); `src_password`, `dst_password`,
-//! `src_host`, `dst_host` (`HOST[:PORT]`, optional). A record that cannot be used is reported by
-//! its number and the others still run.
+//! `src_host`, `dst_host` (`HOST[:PORT]`), `src_auth_mechanism`, `dst_auth_mechanism` (a login
+//! mechanism for this record's side, over the flag; all optional). A record that cannot be used
+//! is reported by its number and the others still run.
 //!
 //! Column names and the user and host fields are trimmed of surrounding white space (spreadsheets
 //! add it); passwords are taken exactly as written, spaces included. The file is bounded: at most
@@ -17,10 +18,19 @@ pub const COLUMNS: &[&str] = &[
     "dst_password",
     "src_host",
     "dst_host",
+    "src_auth_mechanism",
+    "dst_auth_mechanism",
 ];
 
 /// Columns whose fields are trimmed of surrounding white space; never a secret.
-const TRIMMED: &[&str] = &["src_user", "dst_user", "src_host", "dst_host"];
+const TRIMMED: &[&str] = &[
+    "src_user",
+    "dst_user",
+    "src_host",
+    "dst_host",
+    "src_auth_mechanism",
+    "dst_auth_mechanism",
+];
 
 /// The most records a batch file may hold (as many as one API request may carry).
 pub const MAX_RECORDS: usize = 100_000;

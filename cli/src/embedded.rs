@@ -27,6 +27,12 @@ use crate::exit;
 use crate::output;
 use crate::progress::Printer;
 
+/// How long work in hand may go on after an interrupt (Ctrl-C, SIGTERM): batches that finish
+/// within it are counted; whatever still waits (on a silent server, a login, a settle wait) is
+/// dropped, which is safe at any moment (the next run decides from the target's contents), so a
+/// run stops within a second or two whatever it waits on.
+pub const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
+
 fn settings(validated: Result<Settings, Vec<String>>) -> Result<Settings, i32> {
     match validated {
         Ok(s) => {
@@ -157,6 +163,7 @@ pub async fn check(args: CommonArgs, stop: watch::Receiver<bool>) -> i32 {
                     engine,
                     1,
                     stopped(stop),
+                    Some(INTERRUPT_GRACE),
                 ));
                 let r = mailferry_coordinator::check::run(
                     queue.as_ref(),
@@ -265,9 +272,17 @@ async fn run_pair(
     let runner = {
         let (queue, stop) = (queue.clone(), stop.clone());
         tokio::spawn(async move {
-            // On a stop the runner takes no new task and finishes the ones in hand; then no
-            // outcome can come any more, which tells the stopping driver it has seen them all.
-            mailferry_worker::runner::run(queue.clone(), engine, connections, stopped(stop)).await;
+            // On a stop the runner takes no new task and lets the ones in hand finish within
+            // the grace, dropping the rest; then no outcome can come any more, which tells the
+            // stopping driver it has seen them all.
+            mailferry_worker::runner::run(
+                queue.clone(),
+                engine,
+                connections,
+                stopped(stop),
+                Some(INTERRUPT_GRACE),
+            )
+            .await;
             queue.close_outcomes();
         })
     };
@@ -337,7 +352,7 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
         return code;
     };
     // `--sync-every`: a first pass, then an incremental sync on that schedule until interrupted
-    // (an interrupt during a pass finishes the batches in hand, as without it).
+    // (an interrupt during a pass stops it within the grace, as without it).
     let mut passes = 0u64;
     loop {
         passes += 1;

@@ -4,6 +4,7 @@
 
 mod admin;
 mod args;
+mod auth;
 mod ctl;
 mod embedded;
 mod fleet_config;
@@ -84,9 +85,17 @@ fn main() {
             eprintln!("warning: traces are not exported: {e}");
         }
         let (stop_tx, stop_rx) = watch::channel(false);
+        let stopping = match &cli.command {
+            // A run on this machine stops within a second or two, whatever it waits on.
+            args::Command::Check(_) | args::Command::Migrate(_) => format!(
+                "stopping: work in hand gets {}s to finish, the rest is left to the next run (interrupt again to stop at once)",
+                embedded::INTERRUPT_GRACE.as_secs()
+            ),
+            _ => "stopping: finishing the batches in hand (interrupt again to stop at once)".into(),
+        };
         tokio::spawn(async move {
             wait_for_signal().await;
-            eprintln!("stopping: finishing the batches in hand (interrupt again to stop at once)");
+            eprintln!("{stopping}");
             let _ = stop_tx.send(true);
             wait_for_signal().await;
             // Safe at any moment: the next run decides from the target's contents.

@@ -545,6 +545,8 @@ pub async fn worker(args: WorkerArgs, mut stop: watch::Receiver<bool>) -> i32 {
         engine.clone(),
         usize::from(args.concurrency),
         shutdown,
+        // The drain timeout below bounds the wait; tasks still in hand are redelivered.
+        None,
     );
     tokio::pin!(runner);
     tokio::select! {

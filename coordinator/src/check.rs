@@ -272,6 +272,7 @@ pub async fn run<Q: mailferry_fleet::TaskQueue>(
                 side: None,
                 message: "unexpected outcome".into(),
                 retry_after_ms: None,
+                login: false,
             }),
         };
     }
@@ -280,5 +281,6 @@ pub async fn run<Q: mailferry_fleet::TaskQueue>(
         side: None,
         message: "the check was interrupted".into(),
         retry_after_ms: None,
+        login: false,
     })
 }

@@ -500,6 +500,7 @@ impl Control {
                                 side: None,
                                 message: reason,
                                 retry_after_ms: None,
+                                login: false,
                             }),
                         });
                     }
@@ -766,6 +767,7 @@ impl Control {
                         side: None,
                         message: "the probe stopped unexpectedly".into(),
                         retry_after_ms: None,
+                        login: false,
                     })
                 })
             })
@@ -802,6 +804,7 @@ impl Control {
                 side: None,
                 message: "the task queue refused the probe task; is RabbitMQ up?".into(),
                 retry_after_ms: None,
+                login: false,
             });
         }
         match tokio::time::timeout(deadline, view.next_outcome()).await {
@@ -813,6 +816,7 @@ impl Control {
                     side: None,
                     message: "a worker answered a probe with an unexpected outcome".into(),
                     retry_after_ms: None,
+                    login: false,
                 }),
             },
             _ => Err(TaskFailure {
@@ -823,6 +827,7 @@ impl Control {
                     deadline.as_secs()
                 ),
                 retry_after_ms: None,
+                login: false,
             }),
         }
     }
@@ -1155,6 +1160,19 @@ impl Control {
             Side::Source => pair.source.clone(),
             Side::Target => pair.target.clone(),
         });
+        // The pair's login mechanism stays: credentials it cannot use are refused now, not at
+        // the next login.
+        if let Some(m) = ep.auth_mechanism
+            && let Some(why) = creds.refuses(m)
+        {
+            return Err(ControlError::Invalid {
+                field: "credentials".into(),
+                message: format!(
+                    "the pair's {side} logs in with {} (auth_mechanism), which {why}",
+                    m.name().to_ascii_uppercase()
+                ),
+            });
+        }
         let sealed = seal_account(&self.inner.keys, pair_id, side, &ep, &creds)
             .map_err(|e| ControlError::Unavailable(format!("sealing credentials: {e}")))?;
         self.inner

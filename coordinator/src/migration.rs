@@ -165,6 +165,7 @@ pub async fn run<Q: TaskQueue, S: Store>(
         tasks: HashMap::new(),
         next_task: 0,
         stopping: false,
+        login_failures: HashMap::new(),
     };
     let mut runs: HashMap<String, PairRun> = HashMap::new();
     let order: Vec<String> = pairs.iter().map(|p| p.pair_id.clone()).collect();
@@ -202,7 +203,7 @@ pub async fn run<Q: TaskQueue, S: Store>(
         // Once asked to stop, nothing new is published, but the outcomes of the tasks in hand
         // still count, so the summary says what is on the target; the stream ends when the
         // workers have finished what they held (the queue closes its outcome side).
-        let outcome = if d.stopping {
+        let mut outcome = if d.stopping {
             match d.queue.next_outcome().await {
                 Some(o) => o,
                 None => break,
@@ -226,7 +227,9 @@ pub async fn run<Q: TaskQueue, S: Store>(
             // Not retried and not counted: the next run plans it again.
             continue;
         }
+        let login_given_up = d.login_given_up(&mut outcome);
         if let OutcomeBody::Failed(f) = &outcome.body
+            && !login_given_up
             && matches!(f.kind, ErrorKind::Transient | ErrorKind::Throttled)
             && task.attempt + 1 < attempts_for(f, opts.max_attempts)
         {
@@ -263,6 +266,11 @@ pub async fn run<Q: TaskQueue, S: Store>(
         .collect()
 }
 
+/// Attempts of a login that fails the same way (the same words) every time before it is given
+/// up: a server that never answers a login, or answers it with garbage, will not start to after
+/// the fifth try, and each try may cost a whole `--timeout`.
+pub const LOGIN_ATTEMPTS: u32 = 3;
+
 /// Attempts a failure allows. A failure that says when to come back (a folder lease held by a
 /// writer that died, a young store, a server's backoff hint) is waiting, not failing: it gets
 /// four times the attempts, so two crashes in a row cannot exhaust a batch's retries.
@@ -283,6 +291,8 @@ struct Driver<'s, Q: TaskQueue, S: Store> {
     next_task: u64,
     /// Asked to stop: publish nothing more, collect what is in hand.
     stopping: bool,
+    /// Per task id: the words of its last login failure and how many times in a row it came.
+    login_failures: HashMap<String, (String, u32)>,
 }
 
 impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
@@ -306,6 +316,40 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
         self.tasks
             .insert(task.task_id.clone(), (pair_id.to_owned(), task.clone()));
         self.queue.publish_task(task).await;
+    }
+
+    /// Whether `outcome` is a transient login failure seen [`LOGIN_ATTEMPTS`] times in a row
+    /// with the same words: then it is final, and its message says so. Throttling is waiting,
+    /// not failing, and never counts.
+    fn login_given_up(&mut self, outcome: &mut OutcomeEnvelope) -> bool {
+        let OutcomeBody::Failed(f) = &mut outcome.body else {
+            self.login_failures.remove(&outcome.task_id);
+            return false;
+        };
+        if !f.login || f.kind != ErrorKind::Transient {
+            self.login_failures.remove(&outcome.task_id);
+            return false;
+        }
+        let streak = match self.login_failures.get_mut(&outcome.task_id) {
+            Some((words, n)) if *words == f.message => {
+                *n += 1;
+                *n
+            }
+            _ => {
+                self.login_failures
+                    .insert(outcome.task_id.clone(), (f.message.clone(), 1));
+                1
+            }
+        };
+        if streak < LOGIN_ATTEMPTS {
+            return false;
+        }
+        self.login_failures.remove(&outcome.task_id);
+        f.message = format!(
+            "{}; the login failed this way {streak} times in a row, so it was given up",
+            f.message
+        );
+        true
     }
 
     fn backoff(&self, attempt: u32, kind: ErrorKind) -> Duration {
@@ -978,6 +1022,7 @@ mod tests {
                         side: None,
                         message: "dropped".into(),
                         retry_after_ms: None,
+                        login: false,
                     })
                 }
                 TaskBody::CopyBatch(b) => {

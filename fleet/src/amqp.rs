@@ -689,6 +689,7 @@ fn dead_outcome(task: TaskEnvelope, kind: ErrorKind, reason: String) -> OutcomeE
             side: None,
             message: reason,
             retry_after_ms: None,
+            login: false,
         }),
     }
 }

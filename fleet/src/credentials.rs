@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use mailferry_proto::task::{Endpoint, Side};
+use mailferry_proto::task::{AuthMechanism, Endpoint, Side};
 
 /// A secret string that never prints itself, and is overwritten when dropped.
 #[derive(Clone, PartialEq, Eq)]
@@ -62,6 +62,31 @@ pub enum Credentials {
     },
 }
 
+impl Credentials {
+    /// Why `mechanism` cannot log in with these credentials, if it cannot: a password logs in
+    /// with LOGIN or PLAIN, an administrator for another user only with PLAIN (LOGIN has no
+    /// authorization identity, RFC 3501 §6.2.3), an OAuth 2.0 token only with XOAUTH2 or
+    /// OAUTHBEARER. The sentence completes "`mechanism` ...".
+    pub fn refuses(&self, mechanism: AuthMechanism) -> Option<&'static str> {
+        let token = matches!(
+            self,
+            Credentials::OAuth2 { .. } | Credentials::OAuth2Token(_)
+        );
+        match (mechanism, self) {
+            (AuthMechanism::Login, Credentials::Admin { .. }) => Some(
+                "cannot log in as an administrator acting for another user (it has no authorization identity); use plain",
+            ),
+            (m, _) if m.takes_token() && !token => {
+                Some("logs in with an OAuth 2.0 access token, not a password")
+            }
+            (m, _) if !m.takes_token() && token => Some(
+                "logs in with a password, not an OAuth 2.0 access token; use xoauth2 or oauthbearer",
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// Where a worker finds a pair's endpoints and secrets.
 pub trait CredentialSource: Send + Sync + 'static {
     /// The endpoint and credentials of one side of a pair, if known.
@@ -108,5 +133,29 @@ mod tests {
         assert!(!format!("{c:?}").contains("hunter2"));
         let t = Credentials::OAuth2Token(Secret::new("ya29.token"));
         assert!(!format!("{t:?}").contains("ya29"));
+    }
+
+    #[test]
+    fn mechanisms_fit_their_credentials_only() {
+        let password = Credentials::Password(Secret::new("p"));
+        let admin = Credentials::Admin {
+            admin: "root".into(),
+            secret: Secret::new("p"),
+        };
+        let token = Credentials::OAuth2Token(Secret::new("t"));
+        let file = Credentials::OAuth2 {
+            token_file: "/t".into(),
+        };
+        let fits = |c: &Credentials| -> Vec<&str> {
+            AuthMechanism::ALL
+                .into_iter()
+                .filter(|m| c.refuses(*m).is_none())
+                .map(AuthMechanism::name)
+                .collect()
+        };
+        assert_eq!(fits(&password), ["login", "plain"]);
+        assert_eq!(fits(&admin), ["plain"]);
+        assert_eq!(fits(&token), ["xoauth2", "oauthbearer"]);
+        assert_eq!(fits(&file), ["xoauth2", "oauthbearer"]);
     }
 }

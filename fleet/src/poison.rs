@@ -57,6 +57,7 @@ pub fn panic_outcome(task: &TaskEnvelope, payload: &(dyn Any + Send)) -> Outcome
                 panic_message(payload)
             ),
             retry_after_ms: None,
+            login: false,
         }),
     }
 }

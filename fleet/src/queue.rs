@@ -131,6 +131,7 @@ mod tests {
                 side: None,
                 message: "x".into(),
                 retry_after_ms: None,
+                login: false,
             }),
         };
         assert!(q.publish_outcome(o.clone()).await);

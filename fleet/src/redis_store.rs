@@ -1858,6 +1858,7 @@ mod tests {
             tls: TlsMode::Implicit,
             ca_file: None,
             insecure_skip_verify: false,
+            auth_mechanism: None,
         };
         let creds = Credentials::Password(Secret::new(password));
         let sealed = seal_account(&keys, "p1", Side::Source, &endpoint, &creds).expect("seal");

@@ -488,6 +488,7 @@ mod tests {
             tls: TlsMode::Implicit,
             ca_file: None,
             insecure_skip_verify: false,
+            auth_mechanism: None,
         }
     }
 
@@ -671,6 +672,20 @@ mod tests {
                 ));
             }
         }
+    }
+
+    /// A login mechanism is sealed with its endpoint; without one the encoding is unchanged.
+    #[test]
+    fn a_login_mechanism_travels_with_the_endpoint() {
+        let keys = FleetKeys::parse(K1).expect("keys");
+        let creds = Credentials::Password(Secret::new("pw"));
+        let mut ep = endpoint();
+        ep.auth_mechanism = Some(mailferry_proto::task::AuthMechanism::Login);
+        let sealed = seal_account(&keys, "p", Side::Source, &ep, &creds).expect("seal");
+        let (back, _) = open_account(&keys, "p", Side::Source, &sealed).expect("open");
+        assert_eq!(back, ep);
+        let json = serde_json::to_string(&endpoint()).expect("json");
+        assert!(!json.contains("auth_mechanism"), "{json}");
     }
 
     /// Accounts sealed before a credential kind was added still open: the encoding only grows.

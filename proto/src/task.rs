@@ -26,6 +26,62 @@ pub enum TlsMode {
     None,
 }
 
+/// How a side logs in. Without one (`None` on [`Endpoint::auth_mechanism`]) a password logs in
+/// with AUTHENTICATE PLAIN where the server offers it, else LOGIN, and an OAuth 2.0 token with
+/// OAUTHBEARER where offered, else XOAUTH2. A mechanism named here is used whatever the server
+/// advertises: it is the way round a server whose SASL is broken or whose capabilities lie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMechanism {
+    /// The LOGIN command (RFC 3501 §6.2.3): user name and password as strings.
+    Login,
+    /// AUTHENTICATE PLAIN (RFC 4616); the only one that carries an administrator's login
+    /// for another user (an authorization identity).
+    Plain,
+    /// AUTHENTICATE XOAUTH2 with an OAuth 2.0 access token (Google's and Microsoft's).
+    Xoauth2,
+    /// AUTHENTICATE OAUTHBEARER with an OAuth 2.0 access token (RFC 7628).
+    Oauthbearer,
+}
+
+impl AuthMechanism {
+    /// Every mechanism, in the order help texts list them.
+    pub const ALL: [AuthMechanism; 4] = [
+        AuthMechanism::Login,
+        AuthMechanism::Plain,
+        AuthMechanism::Xoauth2,
+        AuthMechanism::Oauthbearer,
+    ];
+
+    /// The name users write (`login`, `plain`, `xoauth2`, `oauthbearer`).
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMechanism::Login => "login",
+            AuthMechanism::Plain => "plain",
+            AuthMechanism::Xoauth2 => "xoauth2",
+            AuthMechanism::Oauthbearer => "oauthbearer",
+        }
+    }
+
+    /// The mechanism of a name, without regard to case.
+    pub fn from_name(name: &str) -> Option<AuthMechanism> {
+        AuthMechanism::ALL
+            .into_iter()
+            .find(|m| m.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// Whether it logs in with an OAuth 2.0 access token (else with a password).
+    pub fn takes_token(self) -> bool {
+        matches!(self, AuthMechanism::Xoauth2 | AuthMechanism::Oauthbearer)
+    }
+}
+
+impl std::fmt::Display for AuthMechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One side of a mailbox pair, without its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
@@ -42,6 +98,10 @@ pub struct Endpoint {
     pub ca_file: Option<CaFile>,
     /// Skip certificate verification (never the default).
     pub insecure_skip_verify: bool,
+    /// The login mechanism to use; `None`: chosen from the server's capabilities (stored
+    /// endpoints without the field read as `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_mechanism: Option<AuthMechanism>,
 }
 
 impl Endpoint {
@@ -307,6 +367,10 @@ pub struct TaskFailure {
     /// Microsoft's "Suggested Backoff Time").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// The task failed while connecting or logging in: a login that fails the same way again
+    /// and again is given up after a few attempts, not retried like a dropped copy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub login: bool,
 }
 
 /// Facts about one folder of one account.

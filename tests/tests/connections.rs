@@ -289,6 +289,7 @@ async fn an_idle_session_hands_its_slot_to_another_workers_waiting_task() {
             tls: TlsMode::None,
             ca_file: None,
             insecure_skip_verify: false,
+            auth_mechanism: None,
         },
         Credentials::Password(Secret::new(src.password.clone())),
     );

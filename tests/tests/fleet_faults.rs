@@ -212,6 +212,7 @@ async fn create_in_small_batches(fleet: &Fleet, pairs: &[Pair], batch_messages: 
         ca_file: String::new(),
         insecure_skip_verify: false,
         ca_pem: String::new(),
+        auth_mechanism: 0,
     };
     let password = |a: &TestAccount| pb::Credentials {
         kind: Some(pb::credentials::Kind::Password(a.password.clone())),

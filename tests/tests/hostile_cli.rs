@@ -490,6 +490,7 @@ fn tls_endpoint(a: &TestAccount, ca_file: &str, ca_pem: &str) -> pb::Endpoint {
         ca_file: ca_file.to_owned(),
         insecure_skip_verify: false,
         ca_pem: ca_pem.to_owned(),
+        auth_mechanism: 0,
     }
 }
 

@@ -1337,8 +1337,9 @@ async fn message_rate_limits_slow_the_copy_and_keep_it_exact() {
     );
 }
 
-/// An interrupt (SIGINT) stops taking new work, lets the batches in hand finish, and prints a
-/// summary that says exactly what is on the target; exit 130. A rerun then completes exactly.
+/// An interrupt (SIGINT) stops taking new work, lets the batches in hand finish (they take less
+/// than the one-second grace here), and prints a summary that says exactly what is on the
+/// target; exit 130. A rerun then completes exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupt_finishes_the_batches_in_hand_and_reports_them() {
     let pair = Pair::new("sigint", "sigint");

@@ -83,6 +83,7 @@ fn endpoint(a: &TestAccount) -> pb::Endpoint {
         ca_file: String::new(),
         insecure_skip_verify: false,
         ca_pem: String::new(),
+        auth_mechanism: 0,
     }
 }
 

@@ -1,5 +1,8 @@
 //! The task runner: takes tasks from the queue, runs up to `concurrency` at once, publishes each
-//! outcome. On shutdown it stops taking tasks and lets the ones in hand finish.
+//! outcome. On shutdown it stops taking tasks and lets the ones in hand finish: all of them, or
+//! (with a grace period, as `mailferry migrate` on Ctrl-C) those that finish within it, the rest
+//! dropped where they wait. Dropping a task at any await is safe: the next run decides from the
+//! target's contents (DESIGN.md, "Idempotency"), as after a kill.
 //!
 //! Every task runs inside one `task` span carrying its ids (migration, pair, task, and a target
 //! folder id, never a folder name) and kind; the span continues the trace its publisher sent
@@ -22,12 +25,15 @@ use tracing::Instrument;
 
 use crate::engine::Engine;
 
-/// Runs tasks until the queue closes or `shutdown` resolves.
+/// Runs tasks until the queue closes or `shutdown` resolves, then waits for the tasks in hand:
+/// until they finish, or with `grace`, at most that long before dropping the rest (which then
+/// publish no outcome).
 pub async fn run<Q, S, C>(
     queue: Arc<Q>,
     engine: Arc<Engine<S, C>>,
     concurrency: usize,
     shutdown: impl Future<Output = ()>,
+    grace: Option<std::time::Duration>,
 ) where
     Q: TaskQueue,
     S: Store,
@@ -35,8 +41,12 @@ pub async fn run<Q, S, C>(
 {
     let concurrency = concurrency.max(1);
     let slots = Arc::new(Semaphore::new(concurrency));
+    // Aborted all at once when dropped (after the grace period).
+    let mut in_hand = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        // Finished tasks leave the set as they go, so it holds at most `concurrency`.
+        while in_hand.try_join_next().is_some() {}
         // Take a slot before taking a task, so no task waits in this worker while it is busy.
         let permit = tokio::select! {
             _ = &mut shutdown => break,
@@ -49,7 +59,7 @@ pub async fn run<Q, S, C>(
         let span = telemetry::task_span(&task, TaskStep::Run, None);
         telemetry::set_parent_from_headers(&span, &queue.trace_headers(&task));
         let (queue, engine) = (queue.clone(), engine.clone());
-        tokio::spawn(
+        in_hand.spawn(
             async move {
                 let started = std::time::Instant::now();
                 let run = async {
@@ -83,8 +93,18 @@ pub async fn run<Q, S, C>(
             .instrument(span),
         );
     }
-    // Drain: wait for the tasks in hand.
-    let _ = slots
-        .acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX))
-        .await;
+    // Drain: wait for the tasks in hand (within the grace period, if there is one).
+    let drained = async { while in_hand.join_next().await.is_some() {} };
+    match grace {
+        None => drained.await,
+        Some(grace) => {
+            if tokio::time::timeout(grace, drained).await.is_err() {
+                tracing::info!(
+                    tasks = in_hand.len(),
+                    "tasks still in hand after the grace period are dropped"
+                );
+            }
+        }
+    }
+    in_hand.shutdown().await;
 }

@@ -41,6 +41,7 @@ fn endpoint(port: u16) -> Endpoint {
         tls: TlsMode::None,
         ca_file: None,
         insecure_skip_verify: false,
+        auth_mechanism: None,
     }
 }
 

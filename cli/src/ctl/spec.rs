@@ -108,6 +108,13 @@ fn endpoint(e: &task::Endpoint, flag: &str) -> Result<v1::Endpoint, String> {
                 .map_err(|e| format!("{flag}-ca {shown}: {e}"))?
         }
     };
+    let auth_mechanism = match e.auth_mechanism {
+        None => v1::AuthMechanism::Unspecified,
+        Some(task::AuthMechanism::Login) => v1::AuthMechanism::Login,
+        Some(task::AuthMechanism::Plain) => v1::AuthMechanism::Plain,
+        Some(task::AuthMechanism::Xoauth2) => v1::AuthMechanism::Xoauth2,
+        Some(task::AuthMechanism::Oauthbearer) => v1::AuthMechanism::Oauthbearer,
+    };
     Ok(v1::Endpoint {
         host: e.host.clone(),
         port: u32::from(e.port),
@@ -116,6 +123,7 @@ fn endpoint(e: &task::Endpoint, flag: &str) -> Result<v1::Endpoint, String> {
         ca_file: String::new(),
         insecure_skip_verify: e.insecure_skip_verify,
         ca_pem,
+        auth_mechanism: auth_mechanism.into(),
     })
 }
 

@@ -5,7 +5,7 @@
 use mailferry_fleet::{Credentials, Secret};
 use mailferry_proto::grpc::v1 as pb;
 use mailferry_proto::report::PairStatus;
-use mailferry_proto::task::{CaFile, Endpoint, Side, TlsMode};
+use mailferry_proto::task::{AuthMechanism, CaFile, Endpoint, Side, TlsMode};
 
 use super::ca::{self, CaDir};
 
@@ -116,6 +116,22 @@ pub fn endpoint(
             )
         })?,
     };
+    let auth_mechanism = match pb::AuthMechanism::try_from(e.auth_mechanism) {
+        Ok(pb::AuthMechanism::Unspecified) => None,
+        Ok(pb::AuthMechanism::Login) => Some(AuthMechanism::Login),
+        Ok(pb::AuthMechanism::Plain) => Some(AuthMechanism::Plain),
+        Ok(pb::AuthMechanism::Xoauth2) => Some(AuthMechanism::Xoauth2),
+        Ok(pb::AuthMechanism::Oauthbearer) => Some(AuthMechanism::Oauthbearer),
+        Err(_) => {
+            return Err(invalid(
+                format!("{field}.auth_mechanism"),
+                format!(
+                    "unknown mechanism {}: use AUTH_MECHANISM_LOGIN, AUTH_MECHANISM_PLAIN, AUTH_MECHANISM_XOAUTH2, AUTH_MECHANISM_OAUTHBEARER, or leave it unset",
+                    e.auth_mechanism
+                ),
+            ));
+        }
+    };
     Ok(Endpoint {
         host: host.to_owned(),
         port,
@@ -123,7 +139,27 @@ pub fn endpoint(
         tls,
         ca_file: ca(e, field, cas)?,
         insecure_skip_verify: e.insecure_skip_verify,
+        auth_mechanism,
     })
+}
+
+/// Refuses credentials the endpoint's login mechanism cannot use (a password with XOAUTH2, an
+/// administrator with LOGIN, a token with PLAIN), naming the endpoint's field.
+pub fn mechanism_fits(
+    endpoint: &Endpoint,
+    credentials: &Credentials,
+    field: &str,
+) -> Result<(), ControlError> {
+    let Some(m) = endpoint.auth_mechanism else {
+        return Ok(());
+    };
+    match credentials.refuses(m) {
+        Some(why) => Err(invalid(
+            format!("{field}.auth_mechanism"),
+            format!("{} {why}", m.name().to_ascii_uppercase()),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Credentials from the wire.
@@ -192,6 +228,8 @@ pub fn pairs(
             p.target_credentials.as_ref(),
             &format!("{f}.target_credentials"),
         )?;
+        mechanism_fits(&source, &source_credentials, &format!("{f}.source"))?;
+        mechanism_fits(&target, &target_credentials, &format!("{f}.target"))?;
         if same_mailbox(&source, &target) {
             return Err(invalid(&f, "source and target are the same mailbox"));
         }
@@ -499,6 +537,7 @@ mod tests {
             ca_file: String::new(),
             insecure_skip_verify: false,
             ca_pem: String::new(),
+            auth_mechanism: 0,
         }
     }
 
@@ -522,6 +561,38 @@ mod tests {
             ControlError::Invalid { field, .. } => field,
             other => panic!("not invalid: {other:?}"),
         }
+    }
+
+    #[test]
+    fn login_mechanisms_are_taken_and_checked_against_the_credentials() {
+        let mut s = spec("127.0.0.1", "127.0.0.2");
+        s.source.as_mut().expect("s").auth_mechanism = pb::AuthMechanism::Login as i32;
+        let p = pairs(&[s.clone()], &[], &CaDir::none()).expect("valid");
+        assert_eq!(p[0].source.auth_mechanism, Some(AuthMechanism::Login));
+        assert_eq!(p[0].target.auth_mechanism, None);
+        let mut unknown = s.clone();
+        unknown.target.as_mut().expect("t").auth_mechanism = 9;
+        assert_eq!(
+            field(pairs(&[unknown], &[], &CaDir::none()).expect_err("unknown")),
+            "pairs[0].target.auth_mechanism"
+        );
+        let mut token = s.clone();
+        token.target.as_mut().expect("t").auth_mechanism = pb::AuthMechanism::Oauthbearer as i32;
+        assert_eq!(
+            field(pairs(&[token], &[], &CaDir::none()).expect_err("password")),
+            "pairs[0].target.auth_mechanism"
+        );
+        let mut admin = s;
+        admin.source_credentials = Some(pb::Credentials {
+            kind: Some(pb::credentials::Kind::Admin(pb::AdminLogin {
+                admin_user: "root".into(),
+                admin_password: "p".into(),
+            })),
+        });
+        assert_eq!(
+            field(pairs(&[admin], &[], &CaDir::none()).expect_err("admin")),
+            "pairs[0].source.auth_mechanism"
+        );
     }
 
     #[test]

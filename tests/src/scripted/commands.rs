@@ -22,7 +22,6 @@ pub struct Session {
 pub fn capabilities(quirks: &Quirks) -> String {
     let mut caps = vec![
         "IMAP4rev1",
-        "SASL-IR",
         "AUTH=PLAIN",
         "NAMESPACE",
         "UNSELECT",
@@ -34,6 +33,9 @@ pub fn capabilities(quirks: &Quirks) -> String {
     }
     if quirks.uidplus {
         caps.push("UIDPLUS");
+    }
+    if quirks.sasl_ir {
+        caps.push("SASL-IR");
     }
     caps.join(" ")
 }
@@ -139,12 +141,16 @@ fn login(
     }
 }
 
-/// AUTHENTICATE PLAIN with an initial response (SASL-IR, RFC 4959; RFC 4616 message).
+/// AUTHENTICATE PLAIN (RFC 4616 message), its response inline (SASL-IR, RFC 4959) or sent after
+/// the empty challenge (the connection adds it as the second argument). `*` cancels.
 fn authenticate(req: &Request, session: &mut Session, account: &Account) -> Vec<u8> {
     let mech = req.args.first().and_then(Token::text).unwrap_or_default();
     let decoded = req.arg(1).and_then(base64_decode).unwrap_or_default();
     if !mech.eq_ignore_ascii_case("PLAIN") {
         return tagged(&req.tag, "NO", "only PLAIN is offered");
+    }
+    if req.arg(1) == Some(b"*") {
+        return tagged(&req.tag, "BAD", "AUTHENTICATE cancelled");
     }
     // authzid NUL authcid NUL passwd
     let mut parts = decoded.split(|b| *b == 0);

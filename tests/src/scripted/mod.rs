@@ -38,7 +38,7 @@ const MAX_COMMANDS: usize = 1_000_000;
 const MAX_LOGGED: usize = 200_000;
 
 /// Behaviours of servers other than Dovecot, switched on per test. The default is a plain
-/// IMAP4rev1 server with LITERAL+ and UIDPLUS.
+/// IMAP4rev1 server with LITERAL+, UIDPLUS and SASL-IR.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quirks {
     /// Offers UIDPLUS (RFC 4315) and answers APPEND with APPENDUID.
@@ -55,6 +55,12 @@ pub struct Quirks {
     /// a message: until then every STATUS and EXAMINE of it answers a new UIDVALIDITY, and the
     /// first SELECT or APPEND fixes one (issue 15: a target INBOX never opened).
     pub lazy_uidvalidity: bool,
+    /// Offers SASL-IR (RFC 4959). Without it, `AUTHENTICATE PLAIN` gets an empty challenge
+    /// (`+ `) and the client's response on a line of its own (RFC 3501 §6.2.2).
+    pub sasl_ir: bool,
+    /// Ends the tagged answer to LOGIN and AUTHENTICATE with a bare LF instead of CRLF, as a
+    /// server seen in issue 15 does (`m2 OK AUTHENTICATE PLAIN authentication successful\n`).
+    pub bare_lf_login: bool,
 }
 
 /// Ways servers render `BODY[HEADER.FIELDS (...)]` (RFC 3501 §6.4.5), where they differ.
@@ -77,6 +83,8 @@ impl Default for Quirks {
             header_fields: HeaderFields::default(),
             refuse_append_to_examined: false,
             lazy_uidvalidity: false,
+            sasl_ir: true,
+            bare_lf_login: false,
         }
     }
 }
@@ -92,12 +100,15 @@ pub struct Override {
     /// Whether the server still carries the command out (an altered answer) or answers
     /// instead of carrying it out (a replaced one: a refusal stores nothing).
     carry_out: bool,
+    /// After this answer the connection falls silent: it reads and sends nothing more.
+    silence: bool,
 }
 
 impl std::fmt::Debug for Override {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Override")
             .field("remaining", &self.remaining)
+            .field("silence", &self.silence)
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +126,7 @@ impl Override {
             rewrite: Box::new(move |req, _| replace_bytes(&raw, b"{tag}", req.tag.as_bytes())),
             remaining: None,
             carry_out: false,
+            silence: false,
         }
     }
 
@@ -128,7 +140,21 @@ impl Override {
             rewrite: Box::new(f),
             remaining: None,
             carry_out: true,
+            silence: false,
         }
+    }
+
+    /// Answers matching commands with nothing at all: the connection stays open and silent (a
+    /// server that hangs on a command).
+    pub fn hang(matches: impl Fn(&Request) -> bool + Send + Sync + 'static) -> Override {
+        Override::replace(matches, "").then_silence()
+    }
+
+    /// After sending its answer (whole or cut short by the rewrite), the connection falls
+    /// silent for good: a server that stalls mid-response.
+    pub fn then_silence(mut self) -> Override {
+        self.silence = true;
+        self
     }
 
     /// Applies only to the first `n` matching commands.
@@ -252,6 +278,26 @@ impl ScriptedServer {
         format!("imap://{user}@127.0.0.1:{}", self.port())
     }
 
+    /// The flags that name this server as one side of a run: `--FLAG URL --FLAG-tls none`
+    /// (`flag` is `src` or `dst`; the password goes in `MAILFERRY_SRC_PASSWORD` / `…_DST_…`).
+    pub fn args(&self, flag: &str) -> Vec<String> {
+        vec![
+            format!("--{flag}"),
+            self.url(),
+            format!("--{flag}-tls"),
+            "none".into(),
+        ]
+    }
+
+    /// How many commands of this verb the server received (`"AUTHENTICATE"`, `"LOGIN"`…): for
+    /// logins, how many times a client tried.
+    pub fn count(&self, verb: &str) -> usize {
+        lock(&self.state.log)
+            .iter()
+            .filter(|c| c.split(' ').next() == Some(verb))
+            .count()
+    }
+
     /// The account's password.
     pub fn password(&self) -> String {
         lock(&self.state.account).password.clone()
@@ -287,9 +333,16 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
     writer.flush().await?;
     let mut session = commands::Session::default();
     for _ in 0..MAX_COMMANDS {
-        let Some(req) = request::read(&mut reader, &mut writer).await? else {
+        let Some(mut req) = request::read(&mut reader, &mut writer).await? else {
             return Ok(());
         };
+        if req.verb == "AUTHENTICATE" && req.args.len() == 1 {
+            // RFC 3501 §6.2.2: no initial response, so an empty challenge asks for it.
+            match request::sasl_response(&mut reader, &mut writer).await? {
+                Some(line) => req.args.push(Token::Str(line)),
+                None => return Ok(()),
+            }
+        }
         {
             let mut log = lock(&state.log);
             if log.len() < MAX_LOGGED {
@@ -299,8 +352,16 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
                 });
             }
         }
-        let reply = reply(&state, &req, &mut session);
+        let (mut reply, silence) = reply(&state, &req, &mut session);
+        if state.quirks.bare_lf_login && matches!(req.verb.as_str(), "LOGIN" | "AUTHENTICATE") {
+            reply = bare_lf_tagged(&reply, &req.tag);
+        }
         writer.write_all(&reply).await?;
+        if silence {
+            writer.flush().await?;
+            // Held open, reading nothing, until the lifetime ends or the server is dropped.
+            std::future::pending::<()>().await;
+        }
         // Answers to pipelined commands may go out together; the last one must not wait.
         if reader.buffer().is_empty() {
             writer.flush().await?;
@@ -314,8 +375,8 @@ async fn serve(stream: TcpStream, state: Arc<State>) -> std::io::Result<()> {
 }
 
 /// The answer to `req`: the honest one, or the first matching override's (which is used up
-/// when it was limited).
-fn reply(state: &State, req: &Request, session: &mut commands::Session) -> Vec<u8> {
+/// when it was limited), and whether the connection falls silent after it.
+fn reply(state: &State, req: &Request, session: &mut commands::Session) -> (Vec<u8>, bool) {
     let honest = |session: &mut commands::Session| {
         let mut account = lock(&state.account);
         commands::answer(req, session, &mut account, &state.quirks)
@@ -327,15 +388,36 @@ fn reply(state: &State, req: &Request, session: &mut commands::Session) -> Vec<u
         .find(|o| o.remaining != Some(0) && (o.matches)(req))
     else {
         drop(overrides);
-        return honest(session);
+        return (honest(session), false);
     };
     if let Some(n) = o.remaining.as_mut() {
         *n -= 1;
     }
-    let answer = if o.carry_out {
+    let (carry_out, silence) = (o.carry_out, o.silence);
+    let answer = if carry_out {
         honest(session)
     } else {
         Vec::new()
     };
-    (o.rewrite)(req, answer)
+    ((o.rewrite)(req, answer), silence)
+}
+
+/// `reply` with the CRLF ending its tagged line (`TAG ...`) replaced by LF alone.
+fn bare_lf_tagged(reply: &[u8], tag: &str) -> Vec<u8> {
+    let mut start = 0;
+    while start < reply.len() {
+        let end = reply[start..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(reply.len(), |i| start + i + 1);
+        let line = &reply[start..end];
+        if line.starts_with(format!("{tag} ").as_bytes()) && line.ends_with(b"\r\n") {
+            let mut out = reply[..end - 2].to_vec();
+            out.push(b'\n');
+            out.extend_from_slice(&reply[end..]);
+            return out;
+        }
+        start = end;
+    }
+    reply.to_vec()
 }

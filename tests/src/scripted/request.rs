@@ -118,6 +118,29 @@ where
     Ok(None)
 }
 
+/// Sends an empty SASL challenge (`+ `, RFC 3501 §6.2.2) and reads the client's response line,
+/// without its line end; `None` at end of stream or past the line bound.
+pub async fn sasl_response<R, W>(reader: &mut R, writer: &mut W) -> std::io::Result<Option<Vec<u8>>>
+where
+    R: AsyncBufReadExt + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    writer.write_all(b"+ \r\n").await?;
+    writer.flush().await?;
+    let mut line = Vec::new();
+    let n = (&mut *reader)
+        .take(MAX_LINE)
+        .read_until(b'\n', &mut line)
+        .await?;
+    if n == 0 || !line.ends_with(b"\n") {
+        return Ok(None);
+    }
+    while matches!(line.last(), Some(b'\n' | b'\r')) {
+        line.pop();
+    }
+    Ok(Some(line))
+}
+
 /// `{n}` or `{n+}` at the end of a line: (n, synchronising, where the brace starts).
 fn literal_announced(line: &[u8]) -> Option<(usize, bool, usize)> {
     let inner = line.strip_suffix(b"}")?;

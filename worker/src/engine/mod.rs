@@ -480,7 +480,10 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
             ));
         };
         let slot = self.take_slot(&endpoint, side).await?;
-        let conn = self.login(&endpoint, &creds, side).await?;
+        let conn = self
+            .login(&endpoint, &creds, side)
+            .await
+            .map_err(ImapError::at_login)?;
         Ok(Session::new(conn, slot))
     }
 
@@ -491,8 +494,12 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
         side: Side,
     ) -> ImapResult<Connection> {
         let mut conn = Connection::connect(endpoint, side, &self.config.connect).await?;
+        let mechanism = endpoint.auth_mechanism;
         match creds {
-            Credentials::Password(p) => conn.login(&endpoint.user, p.expose()).await?,
+            Credentials::Password(p) => {
+                conn.login_as(&endpoint.user, None, p.expose(), mechanism)
+                    .await?
+            }
             Credentials::OAuth2 { token_file } => {
                 let token = std::fs::read_to_string(token_file)
                     .map(|t| t.trim().to_owned())
@@ -518,7 +525,7 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
                 }
                 let advice = "check that the access token is current and belongs to this user";
                 let server = (endpoint.host.as_str(), endpoint.port);
-                conn.login_oauth2(&endpoint.user, &token, server, advice)
+                conn.login_oauth2(&endpoint.user, &token, server, advice, mechanism)
                     .await?
             }
             Credentials::OAuth2Token(token) => {
@@ -528,11 +535,11 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
                     expired (providers' tokens last about an hour): push a fresh one with \
                     UpdatePairCredentials, then RetryFailures";
                 let server = (endpoint.host.as_str(), endpoint.port);
-                conn.login_oauth2(&endpoint.user, token.expose(), server, advice)
+                conn.login_oauth2(&endpoint.user, token.expose(), server, advice, mechanism)
                     .await?
             }
             Credentials::Admin { admin, secret } => {
-                conn.login_as(&endpoint.user, Some(admin), secret.expose())
+                conn.login_as(&endpoint.user, Some(admin), secret.expose(), mechanism)
                     .await?
             }
         }
@@ -569,6 +576,7 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
                 retry_after_ms: e
                     .retry_after
                     .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                login: e.login,
             })
         });
         OutcomeEnvelope {

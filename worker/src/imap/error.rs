@@ -15,6 +15,8 @@ pub struct ImapError {
     pub message: String,
     /// How long the server asked us to wait before trying again.
     pub retry_after: Option<std::time::Duration>,
+    /// It happened while connecting or logging in (see [`ImapError::at_login`]).
+    pub login: bool,
 }
 
 impl ImapError {
@@ -25,7 +27,15 @@ impl ImapError {
             side,
             message: message.into(),
             retry_after: None,
+            login: false,
         }
+    }
+
+    /// The same error, marked as one of opening a session (connect, TLS, greeting, login): the
+    /// coordinator gives up a login that fails the same way a few times in a row.
+    pub fn at_login(mut self) -> ImapError {
+        self.login = true;
+        self
     }
 
     /// The same error, saying the server asked to slow down (and for how long, when it said).

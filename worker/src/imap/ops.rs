@@ -776,6 +776,7 @@ mod tests {
             tls: TlsMode::None,
             ca_file: None,
             insecure_skip_verify: false,
+            auth_mechanism: None,
         };
         Connection::connect(&ep, Side::Source, &ConnectOptions::default())
             .await

@@ -271,6 +271,7 @@ mod tests {
             tls: TlsMode::Implicit,
             ca_file: ca,
             insecure_skip_verify: false,
+            auth_mechanism: None,
         }
     }
 
