@@ -25,6 +25,34 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The environment every fleet process needs (never flags: the URLs hold passwords).
+macro_rules! fleet_env {
+    () => {
+        "Environment (never flags: the URLs hold passwords):
+  MAILFERRY_AMQP_URL         RabbitMQ, e.g. amqp://user:password@rabbitmq:5672/%2f
+  MAILFERRY_REDIS_URL        Redis, e.g. redis://:password@redis:6379/0
+  MAILFERRY_SECRET_KEY_FILE  the fleet key file (`mailferry keygen > fleet.key`)
+  MAILFERRY_NAMESPACE        prefix of every queue and key (default: mailferry)"
+    };
+}
+
+/// `coordinator --help`: the environment it reads.
+const COORDINATOR_ENV: &str = concat!(
+    fleet_env!(),
+    "
+  MAILFERRY_API_TOKENS_FILE  accepted API tokens, one per line
+Every bad value is reported at once, then the coordinator exits with code 2.
+Every flag also reads MAILFERRY_<FLAG> (--probe-timeout: MAILFERRY_PROBE_TIMEOUT)."
+);
+
+/// `worker --help`: the environment it reads.
+const WORKER_ENV: &str = concat!(
+    fleet_env!(),
+    "
+Every bad value is reported at once, then the worker exits with code 2.
+Every flag also reads MAILFERRY_<FLAG> (--concurrency: MAILFERRY_CONCURRENCY)."
+);
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -33,8 +61,10 @@ pub enum Command {
     /// Migrate one mailbox: every folder, message, flag and date; reruns copy only what is missing.
     Migrate(MigrateArgs),
     /// Run the fleet's coordinator: the gRPC API, planning and aggregation.
+    #[command(after_help = COORDINATOR_ENV)]
     Coordinator(crate::roles::CoordinatorArgs),
     /// Run a fleet worker: takes tasks from RabbitMQ and copies IMAP to IMAP.
+    #[command(after_help = WORKER_ENV)]
     Worker(crate::roles::WorkerArgs),
     /// Print a new fleet key line (`KEY_ID BASE64`) for MAILFERRY_SECRET_KEY_FILE.
     Keygen,
@@ -105,122 +135,201 @@ pub enum TlsFlag {
 #[derive(Debug, Args)]
 pub struct CommonArgs {
     /// Source mailbox: imaps://USER@HOST[:PORT] or imap://USER@HOST[:PORT] (STARTTLS).
-    #[arg(long, env = "MAILFERRY_SRC")]
+    #[arg(help_heading = "Endpoints and TLS", long, env = "MAILFERRY_SRC")]
     pub src: String,
     /// Target mailbox: imaps://USER@HOST[:PORT] or imap://USER@HOST[:PORT] (STARTTLS).
-    #[arg(long, env = "MAILFERRY_DST")]
+    #[arg(help_heading = "Endpoints and TLS", long, env = "MAILFERRY_DST")]
     pub dst: String,
     /// Override the source's TLS mode.
-    #[arg(long, env = "MAILFERRY_SRC_TLS", value_enum)]
+    #[arg(
+        help_heading = "Endpoints and TLS",
+        long,
+        env = "MAILFERRY_SRC_TLS",
+        value_enum
+    )]
     pub src_tls: Option<TlsFlag>,
     /// Override the target's TLS mode.
-    #[arg(long, env = "MAILFERRY_DST_TLS", value_enum)]
+    #[arg(
+        help_heading = "Endpoints and TLS",
+        long,
+        env = "MAILFERRY_DST_TLS",
+        value_enum
+    )]
     pub dst_tls: Option<TlsFlag>,
     /// Allow --tls none towards a host that is not on loopback (the password crosses the network in clear).
-    #[arg(long, env = "MAILFERRY_ALLOW_INSECURE_AUTH")]
+    #[arg(
+        help_heading = "Endpoints and TLS",
+        long,
+        env = "MAILFERRY_ALLOW_INSECURE_AUTH"
+    )]
     pub allow_insecure_auth: bool,
     /// Extra trusted CA certificate (PEM) for the source.
-    #[arg(long, env = "MAILFERRY_SRC_CA")]
+    #[arg(help_heading = "Endpoints and TLS", long, env = "MAILFERRY_SRC_CA")]
     pub src_ca: Option<PathBuf>,
     /// Extra trusted CA certificate (PEM) for the target.
-    #[arg(long, env = "MAILFERRY_DST_CA")]
+    #[arg(help_heading = "Endpoints and TLS", long, env = "MAILFERRY_DST_CA")]
     pub dst_ca: Option<PathBuf>,
     /// Do not verify the source's certificate (dangerous).
-    #[arg(long, env = "MAILFERRY_SRC_INSECURE_SKIP_VERIFY")]
+    #[arg(
+        help_heading = "Endpoints and TLS",
+        long,
+        env = "MAILFERRY_SRC_INSECURE_SKIP_VERIFY"
+    )]
     pub src_insecure_skip_verify: bool,
     /// Do not verify the target's certificate (dangerous).
-    #[arg(long, env = "MAILFERRY_DST_INSECURE_SKIP_VERIFY")]
+    #[arg(
+        help_heading = "Endpoints and TLS",
+        long,
+        env = "MAILFERRY_DST_INSECURE_SKIP_VERIFY"
+    )]
     pub dst_insecure_skip_verify: bool,
     /// Log into the source as this administrator (master user) acting for the URL's user
     /// (SASL PLAIN with an authorization identity); the password is then the administrator's.
-    #[arg(long, env = "MAILFERRY_SRC_AUTHUSER")]
+    #[arg(
+        help_heading = "Logins and secrets",
+        long,
+        env = "MAILFERRY_SRC_AUTHUSER"
+    )]
     pub src_authuser: Option<String>,
     /// Log into the target as this administrator (master user) acting for the URL's user.
-    #[arg(long, env = "MAILFERRY_DST_AUTHUSER")]
+    #[arg(
+        help_heading = "Logins and secrets",
+        long,
+        env = "MAILFERRY_DST_AUTHUSER"
+    )]
     pub dst_authuser: Option<String>,
     /// How to log into the source: login (the LOGIN command), plain (AUTHENTICATE PLAIN; the
     /// only one for --src-authuser), or xoauth2 / oauthbearer (with --src-oauth2-token-file).
     /// Used whatever the server advertises: the way round a server whose SASL is broken.
     /// Default: PLAIN where offered, else LOGIN; OAUTHBEARER where offered, else XOAUTH2.
-    #[arg(long, env = "MAILFERRY_SRC_AUTH_MECHANISM", value_name = "MECHANISM")]
+    #[arg(
+        help_heading = "Logins and secrets",
+        long,
+        env = "MAILFERRY_SRC_AUTH_MECHANISM",
+        value_name = "MECHANISM"
+    )]
     pub src_auth_mechanism: Option<String>,
     /// How to log into the target: login, plain, xoauth2 or oauthbearer (as --src-auth-mechanism).
-    #[arg(long, env = "MAILFERRY_DST_AUTH_MECHANISM", value_name = "MECHANISM")]
+    #[arg(
+        help_heading = "Logins and secrets",
+        long,
+        env = "MAILFERRY_DST_AUTH_MECHANISM",
+        value_name = "MECHANISM"
+    )]
     pub dst_auth_mechanism: Option<String>,
     /// Log into the source with the OAuth 2.0 access token in this file (OAUTHBEARER where
     /// offered, else XOAUTH2), re-read at every connection so a refresher can rotate it
     /// (`ctl create` reads it once and sends the token; the API client refreshes it).
-    #[arg(long, env = "MAILFERRY_SRC_OAUTH2_TOKEN_FILE")]
+    #[arg(
+        help_heading = "Logins and secrets",
+        long,
+        env = "MAILFERRY_SRC_OAUTH2_TOKEN_FILE"
+    )]
     pub src_oauth2_token_file: Option<PathBuf>,
     /// Log into the target with the OAuth 2.0 access token in this file.
-    #[arg(long, env = "MAILFERRY_DST_OAUTH2_TOKEN_FILE")]
+    #[arg(
+        help_heading = "Logins and secrets",
+        long,
+        env = "MAILFERRY_DST_OAUTH2_TOKEN_FILE"
+    )]
     pub dst_oauth2_token_file: Option<PathBuf>,
     /// File holding the source password (instead of MAILFERRY_SRC_PASSWORD).
-    #[arg(long, env = "MAILFERRY_SRC_PASSWORD_FILE")]
+    #[arg(
+        help_heading = "Logins and secrets",
+        long,
+        env = "MAILFERRY_SRC_PASSWORD_FILE"
+    )]
     pub src_password_file: Option<PathBuf>,
     /// File holding the target password (instead of MAILFERRY_DST_PASSWORD).
-    #[arg(long, env = "MAILFERRY_DST_PASSWORD_FILE")]
+    #[arg(
+        help_heading = "Logins and secrets",
+        long,
+        env = "MAILFERRY_DST_PASSWORD_FILE"
+    )]
     pub dst_password_file: Option<PathBuf>,
     /// Only source folders whose decoded name (with `/` separators) matches; repeatable.
-    #[arg(long, env = "MAILFERRY_INCLUDE")]
+    #[arg(help_heading = "Folders", long, env = "MAILFERRY_INCLUDE")]
     pub include: Vec<String>,
     /// Leave out source folders whose decoded name (with `/` separators) matches; repeatable.
-    #[arg(long, env = "MAILFERRY_EXCLUDE")]
+    #[arg(help_heading = "Folders", long, env = "MAILFERRY_EXCLUDE")]
     pub exclude: Vec<String>,
     /// Map one folder: 'SOURCE=TARGET' (decoded names, `/` separators); repeatable.
-    #[arg(long, env = "MAILFERRY_MAP")]
+    #[arg(help_heading = "Folders", long, env = "MAILFERRY_MAP")]
     pub map: Vec<String>,
     /// Do not map special-use folders (Sent, Trash, ...) onto the target's.
-    #[arg(long, env = "MAILFERRY_NO_AUTOMAP")]
+    #[arg(help_heading = "Folders", long, env = "MAILFERRY_NO_AUTOMAP")]
     pub no_automap: bool,
     /// Leave out source folders of a special-use role (junk, trash, sent, drafts, archive, all,
     /// flagged, important); repeatable.
-    #[arg(long, env = "MAILFERRY_EXCLUDE_FOLDER_ROLE")]
+    #[arg(help_heading = "Folders", long, env = "MAILFERRY_EXCLUDE_FOLDER_ROLE")]
     pub exclude_folder_role: Vec<String>,
     /// Rename target folders: 's/PATTERN/REPLACEMENT/[g][i]' (Rust regex, $1 groups), applied to
     /// the decoded name with `/` separators after special-use mapping; repeatable, in order.
-    #[arg(long, env = "MAILFERRY_REGEX_RENAME")]
+    #[arg(help_heading = "Folders", long, env = "MAILFERRY_REGEX_RENAME")]
     pub regex_rename: Vec<String>,
     /// Also copy virtual folders such as Gmail's All Mail (\All, \Flagged).
-    #[arg(long, env = "MAILFERRY_INCLUDE_VIRTUAL")]
+    #[arg(help_heading = "Folders", long, env = "MAILFERRY_INCLUDE_VIRTUAL")]
     pub include_virtual: bool,
     /// Leave out messages larger than this (bytes; K, M, G suffixes allowed).
-    #[arg(long, env = "MAILFERRY_MAX_SIZE")]
+    #[arg(help_heading = "Messages", long, env = "MAILFERRY_MAX_SIZE")]
     pub max_size: Option<String>,
     /// Connections per account and side (default 4, or the --provider preset).
-    #[arg(long, env = "MAILFERRY_CONNECTIONS")]
+    #[arg(help_heading = "Speed and limits", long, env = "MAILFERRY_CONNECTIONS")]
     pub connections: Option<usize>,
     /// Per mailbox pair: message bytes per second, fetched and appended together (K, M, G).
-    #[arg(long, env = "MAILFERRY_MAX_BYTES_PER_SECOND")]
+    #[arg(
+        help_heading = "Speed and limits",
+        long,
+        env = "MAILFERRY_MAX_BYTES_PER_SECOND"
+    )]
     pub max_bytes_per_second: Option<String>,
     /// Per mailbox pair: messages per second.
-    #[arg(long, env = "MAILFERRY_MAX_MESSAGES_PER_SECOND")]
+    #[arg(
+        help_heading = "Speed and limits",
+        long,
+        env = "MAILFERRY_MAX_MESSAGES_PER_SECOND"
+    )]
     pub max_messages_per_second: Option<u64>,
     /// Presets for a provider's limits: gmail, office365 or generic (see README, "Providers");
     /// explicit flags win.
-    #[arg(long, env = "MAILFERRY_PROVIDER", value_enum)]
+    #[arg(
+        help_heading = "Speed and limits",
+        long,
+        env = "MAILFERRY_PROVIDER",
+        value_enum
+    )]
     pub provider: Option<Provider>,
     /// Seconds of silence from a server before a wait is given up.
-    #[arg(long, env = "MAILFERRY_TIMEOUT", default_value_t = 120)]
+    #[arg(
+        help_heading = "Speed and limits",
+        long,
+        env = "MAILFERRY_TIMEOUT",
+        default_value_t = 120
+    )]
     pub timeout: u64,
     /// Progress floor in bytes per second (K, M suffixes): once a server's answers to a command
     /// have been waited for longer than --timeout in all, they must have delivered this rate,
     /// or the wait is given up (a server trickling bytes never trips the inactivity timeout).
-    #[arg(long, env = "MAILFERRY_MIN_RATE", default_value = "4K", value_parser = rate_arg)]
+    #[arg(help_heading = "Speed and limits", long, env = "MAILFERRY_MIN_RATE", default_value = "4K", value_parser = rate_arg)]
     pub min_rate: u64,
     /// Most folders an account may list; more is refused before anything is planned (each
     /// folder costs memory and work, and a server may list any number).
-    #[arg(long, env = "MAILFERRY_MAX_FOLDERS", default_value_t = mailferry_worker::engine::DEFAULT_MAX_FOLDERS)]
+    #[arg(help_heading = "Folders", long, env = "MAILFERRY_MAX_FOLDERS", default_value_t = mailferry_worker::engine::DEFAULT_MAX_FOLDERS)]
     pub max_folders: usize,
     /// Print the report or summary as one JSON document on stdout.
-    #[arg(long, env = "MAILFERRY_JSON")]
+    #[arg(help_heading = "Run and output", long, env = "MAILFERRY_JSON")]
     pub json: bool,
     /// Many mailbox pairs from a CSV file (columns src_user, dst_user and optionally
     /// src_password, dst_password, src_host, dst_host); --src/--dst then give imaps://HOST[:PORT].
-    #[arg(long, env = "MAILFERRY_BATCH")]
+    #[arg(help_heading = "Many mailboxes", long, env = "MAILFERRY_BATCH")]
     pub batch: Option<PathBuf>,
     /// With --batch: mailbox pairs handled at once.
-    #[arg(long, env = "MAILFERRY_PARALLEL", default_value_t = 4)]
+    #[arg(
+        help_heading = "Many mailboxes",
+        long,
+        env = "MAILFERRY_PARALLEL",
+        default_value_t = 4
+    )]
     pub parallel: usize,
 }
 
@@ -231,48 +340,71 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// Leave out messages flagged \Deleted.
-    #[arg(long, env = "MAILFERRY_SKIP_DELETED")]
+    #[arg(help_heading = "Messages", long, env = "MAILFERRY_SKIP_DELETED")]
     pub skip_deleted: bool,
     /// Only messages whose INTERNALDATE is on or after this date (YYYY-MM-DD, UTC, or RFC 3339).
-    #[arg(long, env = "MAILFERRY_SINCE")]
+    #[arg(help_heading = "Messages", long, env = "MAILFERRY_SINCE")]
     pub since: Option<String>,
     /// Only messages whose INTERNALDATE is before this date (YYYY-MM-DD, UTC, or RFC 3339).
-    #[arg(long, env = "MAILFERRY_BEFORE")]
+    #[arg(help_heading = "Messages", long, env = "MAILFERRY_BEFORE")]
     pub before: Option<String>,
     /// Plan and report, change nothing.
-    #[arg(long, env = "MAILFERRY_DRY_RUN")]
+    #[arg(help_heading = "Run and output", long, env = "MAILFERRY_DRY_RUN")]
     pub dry_run: bool,
     /// State directory (a cache: deleting it never causes duplicates). Default: $XDG_STATE_HOME/mailferry.
-    #[arg(long, env = "MAILFERRY_STATE")]
+    #[arg(help_heading = "Run and output", long, env = "MAILFERRY_STATE")]
     pub state: Option<PathBuf>,
     /// In-flight byte budget for message data held in memory (bytes; K, M, G suffixes).
-    #[arg(long, env = "MAILFERRY_MEMORY_BUDGET", default_value = "64M")]
+    #[arg(
+        help_heading = "Speed and limits",
+        long,
+        env = "MAILFERRY_MEMORY_BUDGET",
+        default_value = "64M"
+    )]
     pub memory_budget: String,
     /// Per pair, write its JSON summary and a CSV of its failures into this directory.
-    #[arg(long, env = "MAILFERRY_REPORT_DIR")]
+    #[arg(help_heading = "Run and output", long, env = "MAILFERRY_REPORT_DIR")]
     pub report_dir: Option<PathBuf>,
     /// With --batch: write one CSV row per pair (status, copied, already present, failed,
     /// bytes, duration, first error) to this file.
-    #[arg(long, env = "MAILFERRY_REPORT")]
+    #[arg(help_heading = "Many mailboxes", long, env = "MAILFERRY_REPORT")]
     pub report: Option<PathBuf>,
     /// Keep the target in sync: after the first pass, an incremental sync every INTERVAL
     /// (`3h`, `90m`, `1d`; `off`) until interrupted. With `ctl create`: the migration's
     /// automatic sync interval (default 3h).
-    #[arg(long, env = "MAILFERRY_SYNC_EVERY", value_name = "INTERVAL")]
+    #[arg(
+        help_heading = "Keeping in sync",
+        long,
+        env = "MAILFERRY_SYNC_EVERY",
+        value_name = "INTERVAL"
+    )]
     pub sync_every: Option<String>,
     /// Compare every copy's flags in every pass, not only those of messages whose MODSEQ moved:
     /// the only way to follow flag changes on a source without CONDSTORE (a full inventory of
     /// every folder per pass).
-    #[arg(long, env = "MAILFERRY_FULL_FLAG_SYNC")]
+    #[arg(
+        help_heading = "Keeping in sync",
+        long,
+        env = "MAILFERRY_FULL_FLAG_SYNC"
+    )]
     pub full_flag_sync: bool,
     /// Expunge copies on the target whose source message was deleted (UID EXPUNGE of copies
     /// this tool appended and recorded; never other mail; needs UIDPLUS on the target).
-    #[arg(long, env = "MAILFERRY_DELETE_PROPAGATION")]
+    #[arg(
+        help_heading = "Keeping in sync",
+        long,
+        env = "MAILFERRY_DELETE_PROPAGATION"
+    )]
     pub delete_propagation: bool,
     /// Bytes each target account may receive per UTC day (K, M, G suffixes; `0`: no limit;
     /// `--provider gmail`: 500000000, Gmail's upload limit). A mailbox that reaches it stops
     /// for the day, says so (exit code 9), and continues on the next run or sync.
-    #[arg(long, env = "MAILFERRY_DAILY_UPLOAD_BUDGET", value_name = "SIZE")]
+    #[arg(
+        help_heading = "Speed and limits",
+        long,
+        env = "MAILFERRY_DAILY_UPLOAD_BUDGET",
+        value_name = "SIZE"
+    )]
     pub daily_upload_budget: Option<String>,
 }
 

@@ -114,48 +114,51 @@ pub fn keygen() -> i32 {
 
 /// Runs the coordinator until the first interrupt.
 pub async fn coordinator(args: CoordinatorArgs, mut stop: watch::Receiver<bool>) -> i32 {
-    let cfg = match fleet_config() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let tokens_file = std::env::var("MAILFERRY_API_TOKENS_FILE").ok();
-    let tokens = match tokens_file
-        .as_deref()
-        .map(|f| Tokens::load(std::path::Path::new(f)))
-    {
-        Some(Ok(t)) => t,
-        Some(Err(e)) => {
-            eprintln!("error: MAILFERRY_API_TOKENS_FILE: {e}");
-            return exit::USAGE;
-        }
+    // Every bad setting is reported at once, not one per start.
+    let mut errors = Vec::new();
+    let cfg = FleetConfig::from_env(&ProcessEnv)
+        .map_err(|e| errors.extend(e))
+        .ok();
+    let tokens = match std::env::var("MAILFERRY_API_TOKENS_FILE").ok() {
+        Some(f) => Tokens::load(std::path::Path::new(&f))
+            .map_err(|e| errors.push(format!("MAILFERRY_API_TOKENS_FILE: {e}")))
+            .ok(),
         None => {
-            eprintln!(
-                "error: MAILFERRY_API_TOKENS_FILE is not set: the file of accepted API tokens, one per line"
+            errors.push(
+                "MAILFERRY_API_TOKENS_FILE is not set: the file of accepted API tokens, one per line"
+                    .into(),
             );
-            return exit::USAGE;
+            None
         }
     };
     let cas = match args.ca_dir.as_deref().map(CaDir::open) {
-        None => CaDir::none(),
-        Some(Ok(cas)) => cas,
+        None => Some(CaDir::none()),
+        Some(Ok(cas)) => Some(cas),
         Some(Err(e)) => {
-            eprintln!("error: {e}");
-            return exit::USAGE;
+            errors.push(e.to_string());
+            None
         }
     };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => match (std::fs::read(c), std::fs::read(k)) {
             (Ok(cert), Ok(key)) => Some(TlsFiles { cert, key }),
-            (Err(e), _) => {
-                eprintln!("error: --tls-cert {}: {e}", c.display());
-                return exit::USAGE;
-            }
-            (_, Err(e)) => {
-                eprintln!("error: --tls-key {}: {e}", k.display());
-                return exit::USAGE;
+            (cert, key) => {
+                if let Err(e) = cert {
+                    errors.push(format!("--tls-cert {}: {e}", c.display()));
+                }
+                if let Err(e) = key {
+                    errors.push(format!("--tls-key {}: {e}", k.display()));
+                }
+                None
             }
         },
         _ => None,
+    };
+    let (Some(cfg), Some(tokens), Some(cas), true) = (cfg, tokens, cas, errors.is_empty()) else {
+        for e in errors {
+            eprintln!("error: {e}");
+        }
+        return exit::USAGE;
     };
     let admin = match crate::admin::bind(args.admin_listen).await {
         Ok(l) => l,

@@ -659,3 +659,32 @@ async fn ctl_create_sends_its_ca_file_inline() {
         "{out}"
     );
 }
+
+/// Issue 14: a coordinator started with nothing set names every missing setting in one go,
+/// the tokens file and a bad `--tls-cert` among them, not one per start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_reports_every_bad_setting_at_once() {
+    let out = run(
+        &[
+            "coordinator",
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ],
+        &[],
+        DEFAULT_TIMEOUT,
+    )
+    .await;
+    assert_eq!(out.code, USAGE, "{out}");
+    for wanted in [
+        "MAILFERRY_AMQP_URL is not set",
+        "MAILFERRY_REDIS_URL is not set",
+        "MAILFERRY_SECRET_KEY_FILE is not set",
+        "MAILFERRY_API_TOKENS_FILE is not set",
+        "--tls-cert /nonexistent/cert.pem",
+        "--tls-key /nonexistent/key.pem",
+    ] {
+        assert!(out.stderr.contains(wanted), "{wanted:?} missing\n{out}");
+    }
+}
