@@ -316,6 +316,16 @@ pub struct CommonArgs {
     /// folder costs memory and work, and a server may list any number).
     #[arg(help_heading = "Folders", long, env = "MAILFERRY_MAX_FOLDERS", default_value_t = mailferry_worker::engine::DEFAULT_MAX_FOLDERS)]
     pub max_folders: usize,
+    /// Write every IMAP command and response of the run to FILE (created 0600): logins and
+    /// message contents are left out, the rest (folders, flags, UIDs, the servers' answers) is
+    /// what a support engineer reads first when a server misbehaves.
+    #[arg(
+        help_heading = "Run and output",
+        long,
+        env = "MAILFERRY_TRACE_IMAP",
+        value_name = "FILE"
+    )]
+    pub trace_imap: Option<PathBuf>,
     /// Print the report or summary as one JSON document on stdout.
     #[arg(help_heading = "Run and output", long, env = "MAILFERRY_JSON")]
     pub json: bool,

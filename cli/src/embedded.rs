@@ -82,9 +82,25 @@ fn wire(pairs: &[PairInput]) -> (Vec<(Option<u64>, PairSpec)>, MemoryCredentials
     (specs, creds)
 }
 
-fn engine_config(common: &CommonArgs, budget: u64) -> EngineConfig {
-    EngineConfig {
+/// The engine's settings from the flags; `Err` (printed) when `--trace-imap`'s file cannot be
+/// created.
+fn engine_config(common: &CommonArgs, budget: u64) -> Result<EngineConfig, i32> {
+    let trace = match &common.trace_imap {
+        None => None,
+        Some(path) => match mailferry_worker::imap::trace::TraceFile::create(path) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => {
+                eprintln!(
+                    "error: --trace-imap {}: {e}",
+                    crate::input::shown_path(path)
+                );
+                return Err(exit::USAGE);
+            }
+        },
+    };
+    Ok(EngineConfig {
         connect: ConnectOptions {
+            trace,
             // Idle large-message buffers kept for reuse: a quarter of the byte budget, the
             // other three quarters bound the messages in flight.
             buffers: Arc::new(BufferPool::new(
@@ -104,7 +120,7 @@ fn engine_config(common: &CommonArgs, budget: u64) -> EngineConfig {
             .unwrap_or(u32::MAX)
             .max(1),
         ..EngineConfig::default()
-    }
+    })
 }
 
 /// Exit code of a failed task-level outcome.
@@ -150,7 +166,11 @@ pub async fn check(args: CommonArgs, stop: watch::Receiver<bool>) -> i32 {
             return exit::FATAL;
         }
     };
-    let engine = Arc::new(Engine::new(store, creds, engine_config(&args, 16 << 20)));
+    let config = match engine_config(&args, 16 << 20) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let engine = Arc::new(Engine::new(store, creds, config));
     let rules = &s.rules;
     let stop_all = stop.clone();
     let checks = futures::stream::iter(specs.iter().enumerate())
@@ -333,11 +353,11 @@ pub async fn migrate(args: MigrateArgs, stop: watch::Receiver<bool>) -> i32 {
         }
     };
     let (specs, creds) = wire(&s.pairs);
-    let engine = Arc::new(Engine::new(
-        store.clone(),
-        creds,
-        engine_config(&args.common, budget),
-    ));
+    let config = match engine_config(&args.common, budget) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let engine = Arc::new(Engine::new(store.clone(), creds, config));
     let opts = RunOptions {
         rules: s.rules,
         plan: s.plan,

@@ -1446,3 +1446,54 @@ async fn an_interrupt_finishes_the_batches_in_hand_and_reports_them() {
     let mapping: Vec<(&str, &str)> = mapping.iter().map(|(a, b)| (*a, b.as_str())).collect();
     assert_exact(&pair.source().await, &pair.target().await, &mapping);
 }
+
+/// Issue 14: `--trace-imap FILE` holds every command and response of the run (both sides, the
+/// APPENDs and the servers' answers), and neither the passwords nor any message's content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_imap_trace_shows_the_exchange_but_no_secret_or_content() {
+    let pair = Pair::new("trace", "trace");
+    let mut g = Fixtures::new(9_009);
+    let inbox = vec![g.ordinary(), g.multipart()];
+    seed_inbox(&pair.src, &inbox).await;
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("imap.trace");
+    let out = pair
+        .migrate(&["--trace-imap", trace.to_str().unwrap()])
+        .await;
+    assert_code(&out, 0);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&trace).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the trace names accounts and folders");
+    for wanted in [
+        " source C: ",
+        " target S: ",
+        "<login data not shown>",
+        "APPEND",
+        "OK [APPENDUID",
+    ] {
+        assert!(
+            text.contains(wanted),
+            "{wanted:?} not in the trace:\n{text}"
+        );
+    }
+    for secret in [&pair.src.password, &pair.dst.password] {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a password in the trace:\n{text}"
+        );
+    }
+    // No line of any message's body (the fixtures' lines are long and distinctive).
+    for f in &inbox {
+        let body = String::from_utf8_lossy(&f.raw);
+        let last = body
+            .lines()
+            .rev()
+            .find(|l| l.trim().len() > 20)
+            .expect("a distinctive line");
+        assert!(
+            !text.contains(last.trim()),
+            "message content in the trace: {last}"
+        );
+    }
+}

@@ -212,6 +212,7 @@ pub fn unused_by_fleet(m: &MigrateArgs) -> Vec<&'static str> {
         ("--memory-budget", m.memory_budget != "64M"),
         ("--report-dir", m.report_dir.is_some()),
         ("--report", m.report.is_some()),
+        ("--trace-imap", c.trace_imap.is_some()),
     ];
     set.into_iter()
         .filter(|(_, s)| *s)

@@ -22,6 +22,7 @@ mod login;
 
 use super::error::{ImapError, ImapResult};
 use super::tls;
+use super::trace::Sent;
 use super::wire::{self, Code, Framed, Response, Status, Value};
 
 /// Size of the write buffer that gathers small pieces of pipelined commands.
@@ -57,6 +58,8 @@ pub struct ConnectOptions {
     pub min_rate: u64,
     /// Where large message buffers come from (shared by all connections of a process).
     pub buffers: std::sync::Arc<super::buffers::BufferPool>,
+    /// `--trace-imap`: the protocol trace every connection writes to, if any.
+    pub trace: Option<std::sync::Arc<super::trace::TraceFile>>,
 }
 
 impl Default for ConnectOptions {
@@ -66,6 +69,7 @@ impl Default for ConnectOptions {
             max_literal: 1 << 31,
             min_rate: DEFAULT_MIN_RATE,
             buffers: std::sync::Arc::new(super::buffers::BufferPool::new(16 << 20)),
+            trace: None,
         }
     }
 }
@@ -192,6 +196,8 @@ pub struct Connection {
     pub(crate) selected: bool,
     /// The selection is read-only (EXAMINE, or a SELECT answered `[READ-ONLY]`).
     pub(crate) read_only: bool,
+    /// `--trace-imap`: this connection's lines of the protocol trace.
+    pub(crate) tracer: Option<super::trace::Tracer>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -245,6 +251,10 @@ impl Connection {
             wbuf: Vec::with_capacity(WBUF),
             selected: false,
             read_only: false,
+            tracer: opts
+                .trace
+                .as_ref()
+                .map(|t| t.connection(side, &ep.display())),
         };
         conn.greeting().await?;
         if ep.tls == TlsMode::Starttls {
@@ -462,6 +472,9 @@ impl Connection {
         line.push(b' ');
         line.extend_from_slice(cmd.as_bytes());
         line.extend_from_slice(b"\r\n");
+        if let Some(t) = &self.tracer {
+            t.client(&[Sent::Text(&tag), Sent::Text(" "), Sent::Text(cmd)]);
+        }
         self.write(&line).await?;
         self.flush().await?;
         Ok(tag)
@@ -487,6 +500,16 @@ impl Connection {
         } else {
             0
         };
+        if let Some(t) = &self.tracer {
+            let mut shown = vec![Sent::Text(&tag), Sent::Text(" ")];
+            for a in args {
+                shown.push(match a {
+                    Arg::Text(text) => Sent::Text(text.as_ref()),
+                    Arg::Literal(bytes) => Sent::Literal(bytes.len()),
+                });
+            }
+            t.client(&shown);
+        }
         let mut pending: Vec<u8> = Vec::with_capacity(256);
         pending.extend_from_slice(tag.as_bytes());
         pending.push(b' ');
@@ -772,6 +795,9 @@ impl Connection {
                     // The response takes its bytes out of the read buffer without a copy, and
                     // literals in it (message bodies) share them.
                     let framed = self.rbuf.split_to(end.min(self.rbuf.len())).freeze();
+                    if let Some(t) = &self.tracer {
+                        t.server(&framed);
+                    }
                     if let Some(left) = &mut self.allowance.command_left {
                         *left = left.saturating_sub(literals);
                     }

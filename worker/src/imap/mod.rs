@@ -10,6 +10,7 @@ pub mod conn;
 pub mod error;
 pub mod ops;
 pub mod tls;
+pub mod trace;
 pub mod wire;
 
 pub use conn::{ConnectOptions, Connection};

@@ -87,7 +87,9 @@ impl Connection {
                     Arg::text(" "),
                     astring(password),
                 ];
+                self.trace_secret(true);
                 let done = self.run_args(&args).await;
+                self.trace_secret(false);
                 self.answered(done, "LOGIN")?
             }
             _ => {
@@ -257,6 +259,25 @@ impl Connection {
     /// the server takes it, else after the first `+`; any further challenge (an error report,
     /// as XOAUTH2 and OAUTHBEARER send) is answered with `ack` so the server can say NO.
     async fn sasl(&mut self, mech: &str, initial: &str, ack: &str) -> ImapResult<Completion> {
+        self.trace_secret(true);
+        let done = self.sasl_exchange(mech, initial, ack).await;
+        self.trace_secret(false);
+        done
+    }
+
+    /// Hides what the client sends from the protocol trace while `on` (a login's secrets).
+    fn trace_secret(&mut self, on: bool) {
+        if let Some(t) = self.tracer.as_mut() {
+            t.secret = on;
+        }
+    }
+
+    async fn sasl_exchange(
+        &mut self,
+        mech: &str,
+        initial: &str,
+        ack: &str,
+    ) -> ImapResult<Completion> {
         let inline = self.has_capability("SASL-IR");
         let tag = if inline {
             self.send_line(&format!("AUTHENTICATE {mech} {initial}"))
@@ -274,6 +295,9 @@ impl Connection {
                     sent_initial = true;
                     let mut line = reply.as_bytes().to_vec();
                     line.extend_from_slice(b"\r\n");
+                    if let Some(t) = &self.tracer {
+                        t.client(&[crate::imap::trace::Sent::Text(reply)]);
+                    }
                     self.write(&line).await?;
                     self.flush().await?;
                 }
