@@ -120,6 +120,11 @@ pub struct CreateArgs {
     /// Create without logging into every mailbox first (for thousands of pairs).
     #[arg(long, env = "MAILFERRY_SKIP_PROBE")]
     pub skip_probe: bool,
+    /// With --batch: leave out the records that cannot be used (each named on stderr) and
+    /// create the migration of the others, as `migrate --batch` runs them; without it one bad
+    /// record stops the whole request and nothing is created.
+    #[arg(long)]
+    pub skip_bad_records: bool,
 }
 
 /// Flags of `ctl add-pairs`.
@@ -256,7 +261,11 @@ async fn create(
     connect: Connect,
     as_json: bool,
 ) -> Result<i32, Failed> {
-    let settings = spec::usable(a.migrate.request_settings(env), &a.migrate.common)?;
+    let settings = spec::usable(
+        a.migrate.request_settings(env),
+        &a.migrate.common,
+        a.skip_bad_records,
+    )?;
     for flag in spec::unused_by_fleet(&a.migrate) {
         eprintln!(
             "warning: {flag} is not used by a fleet migration: the workers' configuration sets connections and rates, the coordinator keeps state and reports"
@@ -311,7 +320,7 @@ async fn add_pairs(
     connect: Connect,
     as_json: bool,
 ) -> Result<i32, Failed> {
-    let settings = spec::usable(a.pairs.settings(env, false), &a.pairs)?;
+    let settings = spec::usable(a.pairs.settings(env, false), &a.pairs, false)?;
     for flag in spec::options_given(&a.pairs) {
         eprintln!(
             "warning: {flag} is not used by add-pairs: the new pairs take the options the migration was created with"

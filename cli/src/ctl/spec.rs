@@ -24,23 +24,37 @@ impl<T> std::fmt::Debug for WithSecrets<T> {
 }
 
 /// Checks validated settings: prints the warnings, and turns errors and bad `--batch` records
-/// into a usage failure, so nothing is sent unless every pair can go.
+/// into a usage failure, so nothing is sent unless every pair can go; with `skip_bad` (`ctl
+/// create --skip-bad-records`, as `migrate --batch` does) bad records are named and left out.
 pub fn usable(
     validated: Result<Settings, Vec<String>>,
     common: &CommonArgs,
+    skip_bad: bool,
 ) -> Result<Settings, Failed> {
     let settings = validated.map_err(|errors| Failed::usage(errors.join("\nerror: ")))?;
     for w in &settings.warnings {
         eprintln!("warning: {w}");
     }
-    if !settings.bad_records.is_empty() {
+    if skip_bad && !settings.bad_records.is_empty() {
+        for b in &settings.bad_records {
+            eprintln!("warning: {}; left out", b.error);
+        }
+        eprintln!(
+            "warning: {} left out of --batch; fix them and send them with `ctl add-pairs`",
+            crate::output::count(
+                settings.bad_records.len() as u64,
+                "bad record",
+                "bad records"
+            )
+        );
+    } else if !settings.bad_records.is_empty() {
         let mut lines: Vec<String> = settings
             .bad_records
             .iter()
             .map(|b| b.error.clone())
             .collect();
         lines.push(format!(
-            "{} record(s) of --batch {} cannot be used; nothing was sent to the coordinator — fix them and run again",
+            "{} record(s) of --batch {} cannot be used; nothing was sent to the coordinator — fix them and run again, or add --skip-bad-records to create the migration of the others",
             settings.bad_records.len(),
             common.batch.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
         ));
@@ -286,7 +300,7 @@ mod tests {
     #[test]
     fn settings_become_pair_specs_with_their_secrets() {
         let m = migrate(&["--dst-authuser", "admin", "--src-tls", "starttls"]);
-        let s = usable(m.request_settings(&Env), &m.common).unwrap();
+        let s = usable(m.request_settings(&Env), &m.common, false).unwrap();
         let specs = pair_specs(&s.pairs).unwrap();
         assert_eq!(specs.len(), 1);
         let src = specs[0].source.as_ref().unwrap();
@@ -317,7 +331,7 @@ mod tests {
         let file = dir.path().join("token");
         std::fs::write(&file, "ya29.tok-1\n").unwrap();
         let m = migrate(&["--src-oauth2-token-file", file.to_str().unwrap()]);
-        let s = usable(m.request_settings(&Env), &m.common).unwrap();
+        let s = usable(m.request_settings(&Env), &m.common, false).unwrap();
         let specs = pair_specs(&s.pairs).unwrap();
         assert_eq!(
             specs[0].source_credentials.as_ref().unwrap().kind,
@@ -384,6 +398,26 @@ mod tests {
     }
 
     #[test]
+    fn bad_records_are_left_out_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.csv");
+        std::fs::write(&file, "src_user,dst_user\nalice,alice\n,bob\n").unwrap();
+        let argv = [
+            "ctl-create",
+            "--batch",
+            file.to_str().unwrap(),
+            "--src",
+            "imaps://old.example",
+            "--dst",
+            "imaps://new.example",
+        ];
+        let m = Cli::try_parse_from(argv).unwrap().migrate;
+        let s = usable(m.request_settings(&Env), &m.common, true).unwrap();
+        assert_eq!(s.pairs.len(), 1);
+        assert_eq!(s.bad_records.len(), 1);
+    }
+
+    #[test]
     fn bad_records_stop_everything() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("users.csv");
@@ -398,7 +432,7 @@ mod tests {
             "imaps://new.example",
         ];
         let m = Cli::try_parse_from(argv).unwrap().migrate;
-        let Err(f) = usable(m.request_settings(&Env), &m.common) else {
+        let Err(f) = usable(m.request_settings(&Env), &m.common, false) else {
             panic!("bad records must stop the request")
         };
         assert_eq!(f.code, 2);
