@@ -93,7 +93,8 @@ pub enum CtlCommand {
     /// Start a pass again after a pause.
     Resume(IdArg),
     /// Run a final pass, then drop the stored credentials; the migration cannot run again.
-    Complete(IdArg),
+    /// Refused while the last pass left failures, unless --force.
+    Complete(CompleteArgs),
     /// Stop the migration (batches in hand finish) and drop the stored credentials.
     Cancel(IdArg),
     /// Forget a migration that is not running: its record, summaries, credentials and cache.
@@ -145,6 +146,17 @@ pub struct AddPairsArgs {
 pub struct IdArg {
     /// The migration's id (`mailferry ctl list` shows them).
     pub id: String,
+}
+
+/// Flags of `ctl complete`.
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    /// The migration's id (`mailferry ctl list` shows them).
+    pub id: String,
+    /// Complete although the last pass left failures: once the credentials are dropped, what
+    /// failed can only be copied by a new migration or by hand.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Flags of `ctl dead-letters`.
@@ -227,7 +239,9 @@ async fn execute(
         CtlCommand::SyncNow(IdArg { id }) => act(connect, Action::SyncNow, &id, json).await,
         CtlCommand::Pause(IdArg { id }) => act(connect, Action::Pause, &id, json).await,
         CtlCommand::Resume(IdArg { id }) => act(connect, Action::Resume, &id, json).await,
-        CtlCommand::Complete(IdArg { id }) => act(connect, Action::Complete, &id, json).await,
+        CtlCommand::Complete(CompleteArgs { id, force }) => {
+            complete(connect.open().await?, &id, force, json).await
+        }
         CtlCommand::Cancel(IdArg { id }) => act(connect, Action::Cancel, &id, json).await,
         CtlCommand::Delete(IdArg { id }) => {
             let mut s = connect.open().await?;
@@ -347,7 +361,6 @@ enum Action {
     SyncNow,
     Pause,
     Resume,
-    Complete,
     Cancel,
 }
 
@@ -375,10 +388,6 @@ async fn act(connect: Connect, action: Action, id: &str, as_json: bool) -> Resul
         }
         Action::Resume => {
             s.call(&format!("resume migration {id}"), c.resume_migration(r))
-                .await
-        }
-        Action::Complete => {
-            s.call(&format!("complete migration {id}"), c.complete_migration(r))
                 .await
         }
         Action::Cancel => {
@@ -440,22 +449,7 @@ async fn list(mut s: Session, as_json: bool) -> Result<i32, Failed> {
 }
 
 async fn failures(mut s: Session, id: &str, as_json: bool) -> Result<i32, Failed> {
-    let list = s
-        .pages(
-            &format!("list the failures of migration {id}"),
-            |mut c, page_token| {
-                let req = ListFailuresRequest {
-                    migration_id: id.to_owned(),
-                    page_size: 0,
-                    page_token,
-                };
-                async move {
-                    let r = c.list_failures(req).await?.into_inner();
-                    Ok::<_, tonic::Status>((r.failures, r.next_page_token))
-                }
-            },
-        )
-        .await?;
+    let list = failures_of(&mut s, id).await?;
     match as_json {
         true => {
             let v = json::list("failures", list.iter().map(json::failure).collect());
@@ -465,6 +459,54 @@ async fn failures(mut s: Session, id: &str, as_json: bool) -> Result<i32, Failed
         false => print!("{}", text::failures(&list)),
     }
     Ok(exit::OK)
+}
+
+/// `ctl complete`: refused while the last pass left failures (listed), unless `force`.
+async fn complete(mut s: Session, id: &str, force: bool, as_json: bool) -> Result<i32, Failed> {
+    if !force {
+        let left = failures_of(&mut s, id).await?;
+        if !left.is_empty() {
+            eprint!("{}", text::failures(&left));
+            return Err(Failed {
+                code: exit::FAILURES,
+                message: format!(
+                    "migration {id} has {} from its last pass (above), and completing drops its credentials, so they could then only be copied by hand: fix their cause and `ctl retry {id}`, or complete anyway with --force",
+                    crate::output::count(left.len() as u64, "failure", "failures")
+                ),
+            });
+        }
+    }
+    let mut c = s.client.clone();
+    let r = MigrationRef {
+        migration_id: id.to_owned(),
+    };
+    let m = s
+        .call(&format!("complete migration {id}"), c.complete_migration(r))
+        .await?;
+    print_migration(&m, as_json);
+    Ok(exit::OK)
+}
+
+/// Every failure of the last pass of migration `id`, every page.
+async fn failures_of(
+    s: &mut Session,
+    id: &str,
+) -> Result<Vec<mailferry_proto::grpc::v1::Failure>, Failed> {
+    s.pages(
+        &format!("list the failures of migration {id}"),
+        |mut c, page_token| {
+            let req = ListFailuresRequest {
+                migration_id: id.to_owned(),
+                page_size: 0,
+                page_token,
+            };
+            async move {
+                let r = c.list_failures(req).await?.into_inner();
+                Ok::<_, tonic::Status>((r.failures, r.next_page_token))
+            }
+        },
+    )
+    .await
 }
 
 async fn dead_letters(mut s: Session, a: DeadLettersArgs, as_json: bool) -> Result<i32, Failed> {

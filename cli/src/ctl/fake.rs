@@ -431,3 +431,11 @@ fn flags_parse_where_people_put_them() {
     assert_eq!(c.name.as_deref(), Some("n"));
     assert!(Top::try_parse_from(["mailferry", "ctl", "dead-letters", "d1"]).is_err());
 }
+
+#[tokio::test]
+async fn complete_is_refused_while_failures_remain_unless_forced() {
+    // The fake's last pass left one failure.
+    let url = serve(Fake::default()).await;
+    assert_eq!(exit_code(&url, &["complete", "m1"]).await, 3);
+    assert_eq!(exit_code(&url, &["complete", "m1", "--force"]).await, 0);
+}
