@@ -95,7 +95,13 @@ fn main() {
         };
         tokio::spawn(async move {
             wait_for_signal().await;
-            eprintln!("{stopping}");
+            // On a terminal the progress line has no line end yet: end it first.
+            let fresh_line = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                "\n"
+            } else {
+                ""
+            };
+            eprintln!("{fresh_line}{stopping}");
             let _ = stop_tx.send(true);
             wait_for_signal().await;
             // Safe at any moment: the next run decides from the target's contents.
