@@ -447,7 +447,8 @@ pub struct AccountListing {
     pub delimiter: Option<char>,
     /// Folders of the personal namespace, shared and other users' left out.
     pub folders: Vec<FolderListing>,
-    /// Names left out because they belong to another namespace.
+    /// Folders left out because they belong to another namespace: decoded, `/`-separated, for
+    /// people (never sent back to the server).
     pub other_namespace_folders: Vec<String>,
     /// Quota of the INBOX's quota root (RFC 9208).
     pub quota: Option<Quota>,

@@ -495,6 +495,11 @@ async fn folder_names_survive_encoding_and_delimiters() {
         skipped.contains("All Mail") || warning_codes(&out).iter().any(|c| c.contains("virtual")),
         "the virtual folder is not reported as skipped\n{out}"
     );
+    // Skipped folders are named as people read folder names, `/` between levels (issue 14).
+    assert!(
+        !skipped.contains("Virtual.") && !skipped.contains("Public."),
+        "a skipped folder named with the server's delimiter\n{skipped}"
+    );
 
     // And a rerun is a no-op on these names too.
     let again = pair.migrate(&[]).await;

@@ -101,7 +101,9 @@ pub async fn list_account(
         // and the name counts as undecodable (a warning). `raw` keeps every byte for the source.
         let decoded = decode_name(&lossy_name(&e.name), e.delimiter.or(delimiter), &prefix);
         if in_other || !decoded.in_personal_namespace {
-            others.push(e.name);
+            // Named for people as every other folder is: decoded, `/` between levels (not
+            // `Virtual.All Mail` with the server's delimiter).
+            others.push(decoded.path.display_slash());
             continue;
         }
         let selectable = !e.attributes.iter().any(|a| {
