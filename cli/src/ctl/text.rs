@@ -7,6 +7,8 @@ use mailferry_proto::grpc::v1::{DeadLetter, Failure, Migration, MigrationEvent, 
 
 use super::json::{state, status, time};
 
+use crate::output::count;
+
 fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1_000_000.0)
 }
@@ -254,8 +256,9 @@ pub fn event(e: &MigrationEvent) -> String {
     if m.pairs_failed > 0 || t.failed > 0 {
         let _ = write!(
             line,
-            ", {} pairs and {} messages failed",
-            m.pairs_failed, t.failed
+            ", {} and {} failed",
+            count(m.pairs_failed, "pair", "pairs"),
+            count(t.failed, "message", "messages")
         );
     }
     if e.pass_finished {
@@ -281,13 +284,13 @@ pub fn pass(m: &Migration, pairs: &[Pair], failed: &[Failure]) -> String {
         .count();
     let _ = writeln!(
         o,
-        "migration {}: pass {} finished {}: {} pairs, {done} completed, {} with problems; {} messages copied ({}), {} already on the target, {} failed",
+        "migration {}: pass {} finished {}: {}, {done} completed, {} with problems; {} copied ({}), {} already on the target, {} failed",
         m.id,
         m.passes,
         when(m.pass_finished_at.as_ref()),
-        pairs.len(),
+        count(pairs.len() as u64, "pair", "pairs"),
         pairs.len() - done,
-        t.messages_copied,
+        count(t.messages_copied, "message", "messages"),
         mb(t.bytes_copied),
         t.already_present,
         t.failed
