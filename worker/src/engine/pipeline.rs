@@ -585,7 +585,11 @@ impl<'a, S: Store, C: CredentialSource> Appender<'a, S, C> {
             return Ok(());
         }
         for f in group {
-            let (kind, reason) = refusal::classify(&done, f.body.len() as u64);
+            let limit = self
+                .dst
+                .capability_value("APPENDLIMIT")
+                .and_then(|v| v.parse().ok());
+            let (kind, reason) = refusal::classify(&done, f.body.len() as u64, limit);
             if kind == FailureKind::Transient {
                 let e = self
                     .dst

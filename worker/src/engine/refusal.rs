@@ -20,10 +20,19 @@ use crate::imap::conn::Completion;
 pub(super) const FOLD_AFTER: usize = 3;
 
 /// What an APPEND refusal means for its message (RFC 5530 codes; RFC 7889 `[TOOBIG]`).
-pub(super) fn classify(done: &Completion, size: u64) -> (FailureKind, String) {
+/// `limit` is the target's APPENDLIMIT when it advertises one: a size refusal then states both
+/// numbers, exact, so they can never read alike.
+pub(super) fn classify(done: &Completion, size: u64, limit: Option<u64>) -> (FailureKind, String) {
     let code = done.code.as_ref().map(|c| c.name.as_str()).unwrap_or("");
     let text = done.text.trim();
-    let size_text = mailferry_proto::report::bytes_text(size);
+    let size_text = match limit {
+        Some(l) => format!(
+            "{}; the target's limit is {}",
+            mailferry_proto::report::bytes_text(size),
+            mailferry_proto::report::bytes_text(l)
+        ),
+        None => mailferry_proto::report::bytes_text(size),
+    };
     match code {
         "OVERQUOTA" => (
             FailureKind::OverQuota,
@@ -215,7 +224,7 @@ mod tests {
     }
 
     fn refuse(p: &mut FolderProbe<u32>, uid: u32, done: &Completion) -> Vec<u32> {
-        let (kind, reason) = classify(done, 10);
+        let (kind, reason) = classify(done, 10, None);
         p.refused(uid, kind, reason, done)
             .into_iter()
             .map(|(u, _, _)| u)
@@ -225,23 +234,31 @@ mod tests {
     #[test]
     fn append_refusals_are_classified() {
         assert_eq!(
-            classify(&no("OVERQUOTA", "Quota exceeded"), 10).0,
+            classify(&no("OVERQUOTA", "Quota exceeded"), 10, None).0,
             FailureKind::OverQuota
         );
         assert_eq!(
-            classify(&no("TOOBIG", "too big"), 10).0,
+            classify(&no("TOOBIG", "too big"), 10, None).0,
             FailureKind::TooLarge
         );
-        assert_eq!(classify(&no("LIMIT", "limit"), 10).0, FailureKind::TooLarge);
         assert_eq!(
-            classify(&no("", "Quota exceeded (mailbox for user is full)"), 10).0,
+            classify(&no("LIMIT", "limit"), 10, None).0,
+            FailureKind::TooLarge
+        );
+        assert_eq!(
+            classify(
+                &no("", "Quota exceeded (mailbox for user is full)"),
+                10,
+                None
+            )
+            .0,
             FailureKind::OverQuota
         );
-        let (kind, reason) = classify(&no("", "Invalid message"), 10);
+        let (kind, reason) = classify(&no("", "Invalid message"), 10, None);
         assert_eq!(kind, FailureKind::Rejected);
         assert!(reason.ends_with(": Invalid message"), "{reason}");
         assert_eq!(
-            classify(&no("UNAVAILABLE", "later"), 10).0,
+            classify(&no("UNAVAILABLE", "later"), 10, None).0,
             FailureKind::Transient
         );
         assert_eq!(
@@ -318,5 +335,29 @@ mod tests {
         let one: Vec<u32> = p.finish().into_iter().map(|(u, _, _)| u).collect();
         assert_eq!(one, [1], "one refusal is its message's");
         assert!(p.folder_refused().is_none());
+    }
+
+    #[test]
+    fn a_size_refusal_states_both_numbers_exactly() {
+        let no = |code: &str, text: &str| {
+            let line = format!("a1 NO [{code}] {text}\r\n");
+            match crate::imap::wire::parse(&bytes::Bytes::from(line)) {
+                Ok(crate::imap::wire::Response::Tagged {
+                    status, code, text, ..
+                }) => Completion {
+                    status,
+                    code,
+                    text,
+                    untagged: vec![],
+                },
+                other => panic!("{other:?}"),
+            }
+        };
+        let (kind, reason) = classify(&no("TOOBIG", "Mail too large"), 128_107, Some(102_400));
+        assert_eq!(kind, FailureKind::TooLarge);
+        assert!(
+            reason.contains("128,107 bytes; the target's limit is 102,400 bytes"),
+            "{reason}"
+        );
     }
 }
