@@ -204,6 +204,7 @@ pub async fn run<Q: mailferry_fleet::TaskQueue>(
         body: TaskBody::List(ListTask {
             with_sizes: true,
             report_larger_than: max_size,
+            close_sessions: true,
         }),
     };
     queue.publish_task(task).await;
@@ -221,6 +222,7 @@ pub async fn run<Q: mailferry_fleet::TaskQueue>(
                 side: None,
                 message: "unexpected outcome".into(),
                 retry_after_ms: None,
+                waiting: None,
             }),
         };
     }
@@ -229,5 +231,6 @@ pub async fn run<Q: mailferry_fleet::TaskQueue>(
         side: None,
         message: "the check was interrupted".into(),
         retry_after_ms: None,
+        waiting: None,
     })
 }

@@ -500,6 +500,7 @@ impl Control {
                                 side: None,
                                 message: reason,
                                 retry_after_ms: None,
+                                waiting: None,
                             }),
                         });
                     }
@@ -766,6 +767,7 @@ impl Control {
                         side: None,
                         message: "the probe stopped unexpectedly".into(),
                         retry_after_ms: None,
+                        waiting: None,
                     })
                 })
             })
@@ -793,6 +795,8 @@ impl Control {
             body: TaskBody::List(ListTask {
                 with_sizes,
                 report_larger_than,
+                // A probe or a check: no task of the pair follows at once.
+                close_sessions: true,
             }),
         };
         let deadline = self.inner.config.probe_timeout;
@@ -802,6 +806,7 @@ impl Control {
                 side: None,
                 message: "the task queue refused the probe task; is RabbitMQ up?".into(),
                 retry_after_ms: None,
+                waiting: None,
             });
         }
         match tokio::time::timeout(deadline, view.next_outcome()).await {
@@ -813,6 +818,7 @@ impl Control {
                     side: None,
                     message: "a worker answered a probe with an unexpected outcome".into(),
                     retry_after_ms: None,
+                    waiting: None,
                 }),
             },
             _ => Err(TaskFailure {
@@ -823,6 +829,7 @@ impl Control {
                     deadline.as_secs()
                 ),
                 retry_after_ms: None,
+                waiting: None,
             }),
         }
     }

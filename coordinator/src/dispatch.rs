@@ -161,6 +161,7 @@ mod tests {
                 side: None,
                 message: "x".into(),
                 retry_after_ms: None,
+                waiting: None,
             }),
         }
     }

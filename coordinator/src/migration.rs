@@ -186,6 +186,7 @@ pub async fn run<Q: TaskQueue, S: Store>(
             TaskBody::List(ListTask {
                 with_sizes: false,
                 report_larger_than: None,
+                close_sessions: false,
             }),
             0,
         )
@@ -609,6 +610,7 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
             TaskBody::List(ListTask {
                 with_sizes: false,
                 report_larger_than: None,
+                close_sessions: false,
             }),
             0,
         )
@@ -969,6 +971,7 @@ mod tests {
                         side: None,
                         message: "dropped".into(),
                         retry_after_ms: None,
+                        waiting: None,
                     })
                 }
                 TaskBody::CopyBatch(b) => {

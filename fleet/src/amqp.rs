@@ -689,6 +689,7 @@ fn dead_outcome(task: TaskEnvelope, kind: ErrorKind, reason: String) -> OutcomeE
             side: None,
             message: reason,
             retry_after_ms: None,
+            waiting: None,
         }),
     }
 }
@@ -1502,6 +1503,7 @@ mod tests {
             body: TaskBody::List(ListTask {
                 with_sizes: false,
                 report_larger_than: None,
+                close_sessions: false,
             }),
         }
     }

@@ -57,6 +57,7 @@ pub fn panic_outcome(task: &TaskEnvelope, payload: &(dyn Any + Send)) -> Outcome
                 panic_message(payload)
             ),
             retry_after_ms: None,
+            waiting: None,
         }),
     }
 }
@@ -186,6 +187,7 @@ mod tests {
             body: TaskBody::List(mailferry_proto::task::ListTask {
                 with_sizes: false,
                 report_larger_than: None,
+                close_sessions: false,
             }),
         };
         let payload: Box<dyn Any + Send> = Box::new("boom");

@@ -131,6 +131,7 @@ mod tests {
                 side: None,
                 message: "x".into(),
                 retry_after_ms: None,
+                waiting: None,
             }),
         };
         assert!(q.publish_outcome(o.clone()).await);

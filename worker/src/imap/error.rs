@@ -15,6 +15,9 @@ pub struct ImapError {
     pub message: String,
     /// How long the server asked us to wait before trying again.
     pub retry_after: Option<std::time::Duration>,
+    /// Set when the task waited for the fleet itself (connection slots, a young store), not for
+    /// the server.
+    pub waiting: Option<mailferry_proto::task::Waiting>,
 }
 
 impl ImapError {
@@ -25,7 +28,19 @@ impl ImapError {
             side,
             message: message.into(),
             retry_after: None,
+            waiting: None,
         }
+    }
+
+    /// The same error, saying the task waited for the fleet (`waiting`) and when to come back.
+    pub fn waiting(
+        mut self,
+        waiting: mailferry_proto::task::Waiting,
+        retry_after: std::time::Duration,
+    ) -> ImapError {
+        self.waiting = Some(waiting);
+        self.retry_after = Some(retry_after);
+        self
     }
 
     /// The same error, saying the server asked to slow down (and for how long, when it said).
