@@ -23,6 +23,7 @@ use mailferry_proto::ErrorKind;
 use mailferry_proto::report::{CheckReport, PairStatus, PairSummary};
 use mailferry_proto::task::{
     ENVELOPE_VERSION, Endpoint, ListTask, OutcomeBody, Side, TaskBody, TaskEnvelope, TaskFailure,
+    Waiting,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -57,6 +58,9 @@ pub enum ControlError {
     #[error("{0}")]
     Unavailable(String),
 }
+
+/// How often a probe of many pairs logs how far it got.
+const PROBE_PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Tunables of the control plane.
 #[derive(Debug, Clone)]
@@ -126,7 +130,12 @@ pub struct MigrationView {
     pub pairs_finished: u32,
     /// Pairs whose last summary is not `completed`.
     pub pairs_failed: u32,
+    /// What the running pass waits for now, for people (see [`FRESH_STORE_README`]).
+    pub waiting: Option<String>,
 }
+
+/// Where the README explains the wait of a fresh or flushed fleet store.
+pub const FRESH_STORE_README: &str = "see README, \"A fresh or flushed Redis\"";
 
 /// Totals of a migration or a pair.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -249,6 +258,9 @@ struct Live {
     changed: watch::Sender<u64>,
     stop: watch::Sender<bool>,
     runs: AtomicUsize,
+    /// Until when folder leases are refused because the fleet's store is new (a fresh or
+    /// flushed Redis), as the workers last reported it.
+    fresh_store_until: Mutex<Option<std::time::Instant>>,
 }
 
 impl Live {
@@ -266,6 +278,16 @@ impl Live {
         };
         self.changed.send_modify(|n| *n += 1);
         out
+    }
+
+    /// What the pass waits for now: the young store's wait while it lasts.
+    fn waiting(&self) -> Option<String> {
+        let until = (*self.fresh_store_until.lock().ok()?)?;
+        let left = until.checked_duration_since(std::time::Instant::now())?;
+        Some(format!(
+            "waiting {} s before the first copy: a fresh or flushed Redis ({FRESH_STORE_README})",
+            left.as_secs_f64().ceil()
+        ))
     }
 
     fn view(&self) -> MigrationView {
@@ -300,6 +322,7 @@ impl Live {
             totals,
             pairs_finished: finished,
             pairs_failed: failed,
+            waiting: self.waiting(),
         }
     }
 }
@@ -545,6 +568,7 @@ impl Control {
             changed: watch::channel(0).0,
             stop: watch::channel(false).0,
             runs: AtomicUsize::new(0),
+            fresh_store_until: Mutex::new(None),
         });
         let mut map = self
             .inner
@@ -724,18 +748,30 @@ impl Control {
     }
 
     /// Logs into both sides of every pair (through workers); the first refusal is the error,
-    /// naming the pair by its index from `first_index`.
+    /// naming the pair by its index from `first_index`. A pair whose logins could not be tried
+    /// within the probe timeout because the fleet's connection slots were busy all along is not
+    /// an error: the migration goes ahead, and the pair's first task logs in when its turn comes.
     async fn probe(&self, pairs: &[PairRecord], first_index: usize) -> Result<(), ControlError> {
         let results = self.list_all(pairs.to_vec(), false, None, 32).await;
+        let mut unprobed = 0;
         for (i, r) in results.into_iter().enumerate() {
-            if let Err(f) = r {
-                return Err(failure_error(&pairs[i], first_index + i, &f));
+            match r {
+                Ok(_) => {}
+                Err(f) if f.waiting == Some(Waiting::ConnectionSlots) => unprobed += 1,
+                Err(f) => return Err(failure_error(&pairs[i], first_index + i, &f)),
             }
+        }
+        if unprobed > 0 {
+            tracing::warn!(
+                pairs = unprobed,
+                "logins not probed: the fleet's connection slots stayed busy for the whole probe timeout; those pairs log in when they run"
+            );
         }
         Ok(())
     }
 
-    /// One List task per pair, at most `parallel` at once; results in the pairs' order.
+    /// One List task per pair, at most `parallel` at once; results in the pairs' order. Logs
+    /// its progress every few seconds while it runs (a large create waits for it).
     async fn list_all(
         &self,
         pairs: Vec<PairRecord>,
@@ -754,9 +790,22 @@ impl Control {
             });
         }
         let mut out: Vec<Option<Result<_, TaskFailure>>> = (0..n).map(|_| None).collect();
-        while let Some(joined) = set.join_next().await {
-            if let Ok((i, r)) = joined {
-                out[i] = Some(r);
+        let mut done = 0usize;
+        let mut report = tokio::time::interval(PROBE_PROGRESS_EVERY);
+        report.tick().await;
+        loop {
+            tokio::select! {
+                joined = set.join_next() => match joined {
+                    Some(Ok((i, r))) => {
+                        out[i] = Some(r);
+                        done += 1;
+                    }
+                    Some(Err(_)) => done += 1,
+                    None => break,
+                },
+                _ = report.tick() => {
+                    tracing::info!("logging into mailboxes through the workers: {done} of {n} pairs answered");
+                }
             }
         }
         out.into_iter()
@@ -774,13 +823,47 @@ impl Control {
             .collect()
     }
 
-    /// One List task for one pair, awaited with the probe deadline.
+    /// One List task for one pair, awaited with the probe deadline. A task handed back because
+    /// it waited its time in the connection slot queues is sent again while the deadline allows.
     async fn list_once(
         &self,
         pair: &PairRecord,
         with_sizes: bool,
         report_larger_than: Option<u64>,
     ) -> Result<mailferry_proto::task::ListResult, TaskFailure> {
+        let deadline = tokio::time::Instant::now() + self.inner.config.probe_timeout;
+        let mut busy = None;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self
+                .list_task(pair, with_sizes, report_larger_than, left)
+                .await
+            {
+                Some(Err(f)) if f.waiting == Some(Waiting::ConnectionSlots) => {
+                    if deadline <= tokio::time::Instant::now() {
+                        return Err(f);
+                    }
+                    tracing::debug!(pair = %pair.id, "probe sent again: {}", f.message);
+                    busy = Some(f);
+                }
+                Some(answer) => return answer,
+                // A worker had the task while it waited for slots: the slots, not the workers,
+                // kept it.
+                None => {
+                    return Err(busy.unwrap_or_else(|| no_worker(self.inner.config.probe_timeout)));
+                }
+            }
+        }
+    }
+
+    /// One List task for one pair, its outcome awaited for `wait`; `None` without an answer.
+    async fn list_task(
+        &self,
+        pair: &PairRecord,
+        with_sizes: bool,
+        report_larger_than: Option<u64>,
+        wait: Duration,
+    ) -> Option<Result<mailferry_proto::task::ListResult, TaskFailure>> {
         let run_id = format!("probe.{}", uuid::Uuid::new_v4().simple());
         let view = self
             .inner
@@ -799,39 +882,29 @@ impl Control {
                 close_sessions: true,
             }),
         };
-        let deadline = self.inner.config.probe_timeout;
         if !view.publish_task(task).await {
-            return Err(TaskFailure {
+            return Some(Err(TaskFailure {
                 kind: ErrorKind::Transient,
                 side: None,
                 message: "the task queue refused the probe task; is RabbitMQ up?".into(),
                 retry_after_ms: None,
                 waiting: None,
-            });
+            }));
         }
-        match tokio::time::timeout(deadline, view.next_outcome()).await {
-            Ok(Some(o)) => match o.body {
-                OutcomeBody::List(l) => Ok(*l),
-                OutcomeBody::Failed(f) => Err(f),
-                _ => Err(TaskFailure {
-                    kind: ErrorKind::Protocol,
-                    side: None,
-                    message: "a worker answered a probe with an unexpected outcome".into(),
-                    retry_after_ms: None,
-                    waiting: None,
-                }),
-            },
+        let outcome = tokio::time::timeout(wait, view.next_outcome())
+            .await
+            .ok()??;
+        Some(match outcome.body {
+            OutcomeBody::List(l) => Ok(*l),
+            OutcomeBody::Failed(f) => Err(f),
             _ => Err(TaskFailure {
-                kind: ErrorKind::Config,
+                kind: ErrorKind::Protocol,
                 side: None,
-                message: format!(
-                    "no worker answered within {} s: are `mailferry worker` processes running on this namespace?",
-                    deadline.as_secs()
-                ),
+                message: "a worker answered a probe with an unexpected outcome".into(),
                 retry_after_ms: None,
                 waiting: None,
             }),
-        }
+        })
     }
 
     /// Checks pairs without creating anything: one report (or failure) per pair, in order.
@@ -1264,6 +1337,20 @@ fn invalid(e: crate::options::OptionError) -> ControlError {
     }
 }
 
+/// A probe no worker answered in time.
+fn no_worker(timeout: Duration) -> TaskFailure {
+    TaskFailure {
+        kind: ErrorKind::Config,
+        side: None,
+        message: format!(
+            "no worker answered within {} s: are `mailferry worker` processes running on this namespace?",
+            timeout.as_secs()
+        ),
+        retry_after_ms: None,
+        waiting: None,
+    }
+}
+
 /// A probe failure as the API reports it, naming the pair and side.
 fn failure_error(pair: &PairRecord, index: usize, f: &TaskFailure) -> ControlError {
     let side = match f.side {
@@ -1555,6 +1642,13 @@ impl Progress for LiveProgress {
     }
 
     fn retrying(&self, pair: &PairSpec, failure: &TaskFailure, delay: Duration) {
+        if failure.waiting == Some(Waiting::FreshStore) {
+            let until = std::time::Instant::now() + delay;
+            if let Ok(mut at) = self.live.fresh_store_until.lock() {
+                *at = Some(at.map_or(until, |t| t.max(until)));
+            }
+            self.live.changed.send_modify(|n| *n += 1);
+        }
         tracing::info!(pair = %pair.pair_id, kind = ?failure.kind, delay_ms = delay.as_millis() as u64, "retrying: {}", failure.message);
     }
 

@@ -227,6 +227,9 @@ pub fn event(e: &MigrationEvent) -> String {
             m.pairs_failed, t.failed
         );
     }
+    if !m.waiting.is_empty() && !e.pass_finished {
+        let _ = write!(line, " — {}", m.waiting);
+    }
     if e.pass_finished {
         line.push_str(" — pass finished");
     }
@@ -328,5 +331,23 @@ mod tests {
         );
         let col = lines[0].find("FOLDER").unwrap();
         assert_eq!(lines[1].find("Archive").unwrap(), col);
+    }
+
+    #[test]
+    fn a_progress_line_says_what_the_pass_waits_for() {
+        let waiting = "waiting 42 s before the first copy: a fresh or flushed Redis (see README)";
+        let mut e = MigrationEvent {
+            migration: Some(Migration {
+                pairs: 3,
+                waiting: waiting.into(),
+                ..Migration::default()
+            }),
+            pass_finished: false,
+        };
+        let line = event(&e);
+        assert!(line.contains("messages 0/0 copied"), "{line}");
+        assert!(line.ends_with(&format!(" — {waiting}")), "{line}");
+        e.pass_finished = true;
+        assert!(!event(&e).contains("waiting"));
     }
 }
