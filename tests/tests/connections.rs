@@ -265,9 +265,9 @@ async fn two_pairs_of_one_source_account_share_its_one_connection() {
 }
 
 /// Two engines of one fleet (one store, as two workers share Redis) and one slot for the account:
-/// the first holds it by an idle pooled session, which it would keep for its whole idle time
-/// (longer than a task waits for a slot). When the second engine's task marks the slot wanted,
-/// the first closes its idle session and the second gets the slot instead of giving up.
+/// the first holds it by an idle pooled session, which it would keep for its whole idle time.
+/// When the second engine's task queues for the slot, the first closes its idle session and the
+/// second gets the slot instead of giving up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_hands_its_slot_to_another_workers_waiting_task() {
     use mailferry_fleet::{Credentials, MemoryCredentials, Secret, SqliteStore};

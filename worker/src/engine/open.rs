@@ -204,11 +204,14 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
         result
     }
 
-    /// Whether the pool holds an idle session of `pair_id` and `side`.
+    /// Whether the pool holds an idle session of `pair_id` and `side` that no other engine's
+    /// task waits for.
     fn has_pooled(&self, pair_id: &str, side: Side) -> bool {
         self.pool.lock().is_ok_and(|pool| {
-            pool.get(&(pair_id.to_owned(), side))
-                .is_some_and(|l| !l.is_empty())
+            pool.get(&(pair_id.to_owned(), side)).is_some_and(|l| {
+                l.iter()
+                    .any(|(s, _)| !self.slots.wanted_by_others(s.sets()))
+            })
         })
     }
 
@@ -236,7 +239,8 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
     }
 
     /// Logs the new sessions in (at once), each with its slots, and returns all of them in
-    /// order. On a failure the sessions that are fine go to the pool.
+    /// order. On a failure the pooled sessions go back to the pool and the new ones are closed
+    /// (a refused login usually ends the pair's work, and a probe keeps no session).
     async fn log_in(
         &self,
         pair_id: &str,
@@ -252,20 +256,25 @@ impl<S: Store, C: CredentialSource> Engine<S, C> {
                 Ok::<_, ImapError>(Session::new(conn, guard))
             }
         });
+        let mut new = Vec::new();
         let mut first_error = None;
         for (i, logged) in missing.iter().zip(futures::future::join_all(logins).await) {
             match logged {
-                Ok(s) => have[*i] = Some((s, Instant::now())),
+                Ok(s) => new.push((*i, s)),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
         if let Some(e) = first_error {
-            for (s, _) in have.into_iter().flatten() {
-                self.release(pair_id, s);
+            self.put_back(pair_id, have);
+            for (_, s) in new {
+                s.close(&self.store, true).await;
             }
             return Err(e);
+        }
+        for (i, s) in new {
+            have[i] = Some((s, Instant::now()));
         }
         Ok(have.into_iter().flatten().map(|(s, _)| s).collect())
     }
