@@ -465,7 +465,9 @@ mod tests {
         }
     }
 
-    fn no_pool() -> PoolHooks<fn() -> Vec<Session>, fn(&[String]) -> Vec<Session>> {
+    type NoPool = PoolHooks<fn() -> Vec<Session>, fn(&[String]) -> Vec<Session>>;
+
+    fn no_pool() -> NoPool {
         PoolHooks {
             sweep: Vec::new,
             evict: |_| Vec::new(),
