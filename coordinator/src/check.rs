@@ -255,6 +255,7 @@ pub async fn run<Q: mailferry_fleet::TaskQueue>(
         body: TaskBody::List(ListTask {
             with_sizes: true,
             report_larger_than: max_size,
+            close_sessions: true,
         }),
     };
     queue.publish_task(task).await;
@@ -273,6 +274,7 @@ pub async fn run<Q: mailferry_fleet::TaskQueue>(
                 message: "unexpected outcome".into(),
                 retry_after_ms: None,
                 login: false,
+                waiting: None,
             }),
         };
     }
@@ -282,5 +284,6 @@ pub async fn run<Q: mailferry_fleet::TaskQueue>(
         message: "the check was interrupted".into(),
         retry_after_ms: None,
         login: false,
+        waiting: None,
     })
 }

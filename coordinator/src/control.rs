@@ -15,15 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
+use mailferry_fleet::Credentials;
 use mailferry_fleet::amqp::AmqpQueue;
 use mailferry_fleet::redis_store::RedisStore;
 use mailferry_fleet::seal::{FleetKeys, seal_account};
-use mailferry_fleet::{Credentials, TaskQueue};
-use mailferry_proto::ErrorKind;
 use mailferry_proto::report::{CheckReport, PairStatus, PairSummary};
-use mailferry_proto::task::{
-    ENVELOPE_VERSION, Endpoint, ListTask, OutcomeBody, Side, TaskBody, TaskEnvelope, TaskFailure,
-};
+use mailferry_proto::task::{Endpoint, OutcomeBody, Side, TaskFailure, Waiting};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -32,6 +29,8 @@ use crate::migration::{PairSpec, Progress, RunOptions};
 use crate::options::OptionsSpec;
 use crate::record::{MigrationRecord, MigrationState, PairRecord, StoredSummary};
 use crate::schedule::{Clock, Scheduler};
+
+mod probe;
 
 /// Why a control-plane request failed; maps one to one onto gRPC status codes.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -126,7 +125,12 @@ pub struct MigrationView {
     pub pairs_finished: u32,
     /// Pairs whose last summary is not `completed`.
     pub pairs_failed: u32,
+    /// What the running pass waits for now, for people (see [`FRESH_STORE_README`]).
+    pub waiting: Option<String>,
 }
+
+/// Where the README explains the wait of a fresh or flushed fleet store.
+pub const FRESH_STORE_README: &str = "see README, \"A fresh or flushed Redis\"";
 
 /// Totals of a migration or a pair.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -249,6 +253,9 @@ struct Live {
     changed: watch::Sender<u64>,
     stop: watch::Sender<bool>,
     runs: AtomicUsize,
+    /// Until when folder leases are refused because the fleet's store is new (a fresh or
+    /// flushed Redis), as the workers last reported it.
+    fresh_store_until: Mutex<Option<std::time::Instant>>,
 }
 
 impl Live {
@@ -266,6 +273,16 @@ impl Live {
         };
         self.changed.send_modify(|n| *n += 1);
         out
+    }
+
+    /// What the pass waits for now: the young store's wait while it lasts.
+    fn waiting(&self) -> Option<String> {
+        let until = (*self.fresh_store_until.lock().ok()?)?;
+        let left = until.checked_duration_since(std::time::Instant::now())?;
+        Some(format!(
+            "waiting {} s before the first copy: a fresh or flushed Redis ({FRESH_STORE_README})",
+            left.as_secs_f64().ceil()
+        ))
     }
 
     fn view(&self) -> MigrationView {
@@ -300,6 +317,7 @@ impl Live {
             totals,
             pairs_finished: finished,
             pairs_failed: failed,
+            waiting: self.waiting(),
         }
     }
 }
@@ -501,6 +519,7 @@ impl Control {
                                 message: reason,
                                 retry_after_ms: None,
                                 login: false,
+                                waiting: None,
                             }),
                         });
                     }
@@ -545,6 +564,7 @@ impl Control {
             changed: watch::channel(0).0,
             stop: watch::channel(false).0,
             runs: AtomicUsize::new(0),
+            fresh_store_until: Mutex::new(None),
         });
         let mut map = self
             .inner
@@ -720,115 +740,6 @@ impl Control {
             if let Err(e) = self.inner.store.drop_accounts(&p.id).await {
                 tracing::warn!(pair = %p.id, "credentials not dropped: {e}");
             }
-        }
-    }
-
-    /// Logs into both sides of every pair (through workers); the first refusal is the error,
-    /// naming the pair by its index from `first_index`.
-    async fn probe(&self, pairs: &[PairRecord], first_index: usize) -> Result<(), ControlError> {
-        let results = self.list_all(pairs.to_vec(), false, None, 32).await;
-        for (i, r) in results.into_iter().enumerate() {
-            if let Err(f) = r {
-                return Err(failure_error(&pairs[i], first_index + i, &f));
-            }
-        }
-        Ok(())
-    }
-
-    /// One List task per pair, at most `parallel` at once; results in the pairs' order.
-    async fn list_all(
-        &self,
-        pairs: Vec<PairRecord>,
-        with_sizes: bool,
-        report_larger_than: Option<u64>,
-        parallel: usize,
-    ) -> Vec<Result<mailferry_proto::task::ListResult, TaskFailure>> {
-        let sem = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
-        let mut set = tokio::task::JoinSet::new();
-        let n = pairs.len();
-        for (i, p) in pairs.into_iter().enumerate() {
-            let (me, sem) = (self.clone(), sem.clone());
-            set.spawn(async move {
-                let _permit = sem.acquire_owned().await;
-                (i, me.list_once(&p, with_sizes, report_larger_than).await)
-            });
-        }
-        let mut out: Vec<Option<Result<_, TaskFailure>>> = (0..n).map(|_| None).collect();
-        while let Some(joined) = set.join_next().await {
-            if let Ok((i, r)) = joined {
-                out[i] = Some(r);
-            }
-        }
-        out.into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    Err(TaskFailure {
-                        kind: ErrorKind::Transient,
-                        side: None,
-                        message: "the probe stopped unexpectedly".into(),
-                        retry_after_ms: None,
-                        login: false,
-                    })
-                })
-            })
-            .collect()
-    }
-
-    /// One List task for one pair, awaited with the probe deadline.
-    async fn list_once(
-        &self,
-        pair: &PairRecord,
-        with_sizes: bool,
-        report_larger_than: Option<u64>,
-    ) -> Result<mailferry_proto::task::ListResult, TaskFailure> {
-        let run_id = format!("probe.{}", uuid::Uuid::new_v4().simple());
-        let view = self
-            .inner
-            .router
-            .open(run_id.clone(), self.inner.queue.clone());
-        let task = TaskEnvelope {
-            version: ENVELOPE_VERSION,
-            task_id: format!("{run_id}-1"),
-            migration_id: run_id.clone(),
-            pair_id: pair.id.clone(),
-            attempt: 0,
-            body: TaskBody::List(ListTask {
-                with_sizes,
-                report_larger_than,
-            }),
-        };
-        let deadline = self.inner.config.probe_timeout;
-        if !view.publish_task(task).await {
-            return Err(TaskFailure {
-                kind: ErrorKind::Transient,
-                side: None,
-                message: "the task queue refused the probe task; is RabbitMQ up?".into(),
-                retry_after_ms: None,
-                login: false,
-            });
-        }
-        match tokio::time::timeout(deadline, view.next_outcome()).await {
-            Ok(Some(o)) => match o.body {
-                OutcomeBody::List(l) => Ok(*l),
-                OutcomeBody::Failed(f) => Err(f),
-                _ => Err(TaskFailure {
-                    kind: ErrorKind::Protocol,
-                    side: None,
-                    message: "a worker answered a probe with an unexpected outcome".into(),
-                    retry_after_ms: None,
-                    login: false,
-                }),
-            },
-            _ => Err(TaskFailure {
-                kind: ErrorKind::Config,
-                side: None,
-                message: format!(
-                    "no worker answered within {} s: are `mailferry worker` processes running on this namespace?",
-                    deadline.as_secs()
-                ),
-                retry_after_ms: None,
-                login: false,
-            }),
         }
     }
 
@@ -1293,48 +1204,6 @@ fn invalid(e: crate::options::OptionError) -> ControlError {
     }
 }
 
-/// A probe failure as the API reports it, naming the pair and side.
-fn failure_error(pair: &PairRecord, index: usize, f: &TaskFailure) -> ControlError {
-    let side = match f.side {
-        Some(Side::Source) => "source",
-        Some(Side::Target) => "target",
-        None => "",
-    };
-    let field = if side.is_empty() {
-        format!("pairs[{index}]")
-    } else {
-        format!("pairs[{index}].{side}")
-    };
-    let who = match f.side {
-        Some(Side::Target) => pair.target.display(),
-        _ => pair.source.display(),
-    };
-    match f.kind {
-        ErrorKind::Config => ControlError::Deadline(f.message.clone()),
-        ErrorKind::Auth => ControlError::Precondition(format!(
-            "{field}: login refused for {who}: {}{}",
-            f.message,
-            advice_unless_given(&f.message, "check the user name and password")
-        )),
-        ErrorKind::Connect => ControlError::Precondition(format!(
-            "{field}: cannot reach {who}: {}{}",
-            f.message,
-            advice_unless_given(&f.message, "check host, port and TLS mode")
-        )),
-        _ => ControlError::Precondition(format!("{field}: {who}: {}", f.message)),
-    }
-}
-
-/// ` — ADVICE`, unless the worker's message already says what to check (it usually does, and
-/// saying it twice reads as a stutter).
-fn advice_unless_given(message: &str, advice: &str) -> String {
-    if message.contains("check ") {
-        String::new()
-    } else {
-        format!(" — {advice}")
-    }
-}
-
 impl Inner {
     /// True (and the migration forgotten, its runs stopped) when the store no longer holds it.
     async fn forget_if_lost(&self, id: &str, live: &Live) -> Result<bool, ControlError> {
@@ -1596,6 +1465,13 @@ impl Progress for LiveProgress {
     }
 
     fn retrying(&self, pair: &PairSpec, failure: &TaskFailure, delay: Duration) {
+        if failure.waiting == Some(Waiting::FreshStore) {
+            let until = std::time::Instant::now() + delay;
+            if let Ok(mut at) = self.live.fresh_store_until.lock() {
+                *at = Some(at.map_or(until, |t| t.max(until)));
+            }
+            self.live.changed.send_modify(|n| *n += 1);
+        }
         tracing::info!(pair = %pair.pair_id, kind = ?failure.kind, delay_ms = delay.as_millis() as u64, "retrying: {}", failure.message);
     }
 

@@ -162,6 +162,7 @@ mod tests {
                 message: "x".into(),
                 retry_after_ms: None,
                 login: false,
+                waiting: None,
             }),
         }
     }

@@ -187,6 +187,7 @@ pub async fn run<Q: TaskQueue, S: Store>(
             TaskBody::List(ListTask {
                 with_sizes: false,
                 report_larger_than: None,
+                close_sessions: false,
             }),
             0,
         )
@@ -662,6 +663,7 @@ impl<Q: TaskQueue, S: Store> Driver<'_, Q, S> {
             TaskBody::List(ListTask {
                 with_sizes: false,
                 report_larger_than: None,
+                close_sessions: false,
             }),
             0,
         )
@@ -1023,6 +1025,7 @@ mod tests {
                         message: "dropped".into(),
                         retry_after_ms: None,
                         login: false,
+                        waiting: None,
                     })
                 }
                 TaskBody::CopyBatch(b) => {

@@ -690,6 +690,7 @@ fn dead_outcome(task: TaskEnvelope, kind: ErrorKind, reason: String) -> OutcomeE
             message: reason,
             retry_after_ms: None,
             login: false,
+            waiting: None,
         }),
     }
 }
@@ -1503,6 +1504,7 @@ mod tests {
             body: TaskBody::List(ListTask {
                 with_sizes: false,
                 report_larger_than: None,
+                close_sessions: false,
             }),
         }
     }

@@ -58,6 +58,7 @@ pub fn panic_outcome(task: &TaskEnvelope, payload: &(dyn Any + Send)) -> Outcome
             ),
             retry_after_ms: None,
             login: false,
+            waiting: None,
         }),
     }
 }
@@ -187,6 +188,7 @@ mod tests {
             body: TaskBody::List(mailferry_proto::task::ListTask {
                 with_sizes: false,
                 report_larger_than: None,
+                close_sessions: false,
             }),
         };
         let payload: Box<dyn Any + Send> = Box::new("boom");

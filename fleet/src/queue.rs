@@ -132,6 +132,7 @@ mod tests {
                 message: "x".into(),
                 retry_after_ms: None,
                 login: false,
+                waiting: None,
             }),
         };
         assert!(q.publish_outcome(o.clone()).await);

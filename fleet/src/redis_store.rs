@@ -1,6 +1,7 @@
 //! The fleet's Redis store: the [`Store`] operations (copy entries, watermarks, fenced leases,
-//! connection slots in sorted sets scored by expiry) with exactly the semantics of the embedded `SqliteStore`, plus the coordinator's records
-//! (migrations, request claims, pair summaries, sealed accounts, dead letters) as opaque strings.
+//! connection slots and their queue, see `crate::redis_slots`) with exactly the semantics of the
+//! embedded `SqliteStore`, plus the coordinator's records (migrations, request claims, pair
+//! summaries, sealed accounts, dead letters) as opaque strings.
 //!
 //! It owns the commands and Lua scripts behind the key layout of `mailferry_proto::keys`, the
 //! epoch rule (no `folder:` lease within one lease TTL of the store's epoch being created, so a
@@ -23,6 +24,7 @@ use mailferry_proto::task::Side;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError, Script};
 
+use crate::slots::{SlotPlan, SlotSets, SlotTry, SlotWaiter};
 use crate::store::{CopyEntry, EntryScope, FolderWatermark, Store, StoreError};
 
 /// How long a CreateMigration request id stays claimed: retries within this window return the
@@ -151,64 +153,6 @@ return left
     )
 });
 
-/// Lua shared by the slot scripts: Redis's clock in ms, and `int` as in [`EPOCH_LUA`].
-const NOW_LUA: &str = r"
-local function int(n) return string.format('%.0f', n) end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-";
-
-/// KEYS: lease counter, then one sorted set per slot set. ARGV: ttl ms, then each set's limit.
-/// Drops expired members, and takes a slot in every set or in none. Returns the token, or 0 when
-/// a set is full. A set's key expires with its last-renewed member, so dead sets do not linger.
-static ACQUIRE_SLOTS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        r"{NOW_LUA}
-local ttl = tonumber(ARGV[1])
-for i = 2, #KEYS do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  if redis.call('ZCARD', KEYS[i]) >= tonumber(ARGV[i]) then
-    return 0
-  end
-end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('SET', KEYS[1], int(now * 1000))
-end
-local token = int(redis.call('INCR', KEYS[1]))
-for i = 2, #KEYS do
-  redis.call('ZADD', KEYS[i], int(now + ttl), token)
-  if redis.call('PTTL', KEYS[i]) < ttl then
-    redis.call('PEXPIRE', KEYS[i], ttl)
-  end
-end
-return tonumber(token)
-"
-    ))
-});
-
-/// KEYS: the sorted sets of the slots. ARGV: token, ttl ms. Returns 1 if the token still holds a
-/// live slot in every set (and extends them all), 0 otherwise (and changes nothing).
-static RENEW_SLOTS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        r"{NOW_LUA}
-local ttl = tonumber(ARGV[2])
-for i = 1, #KEYS do
-  local expires = tonumber(redis.call('ZSCORE', KEYS[i], ARGV[1]) or '')
-  if not expires or expires <= now then
-    return 0
-  end
-end
-for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], 'XX', int(now + ttl), ARGV[1])
-  if redis.call('PTTL', KEYS[i]) < ttl then
-    redis.call('PEXPIRE', KEYS[i], ttl)
-  end
-end
-return 1
-"
-    ))
-});
-
 /// KEYS: epoch. Returns the epoch's age in ms (creating it if missing).
 static EPOCH_AGE: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{EPOCH_LUA}\nreturn now - created\n")));
@@ -258,7 +202,7 @@ fn server_name(url: &str) -> String {
     }
 }
 
-fn ttl_ms(ttl: Duration) -> u64 {
+pub(crate) fn ttl_ms(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis())
         .unwrap_or(MAX_TTL_MS)
         .clamp(1, MAX_TTL_MS)
@@ -359,7 +303,7 @@ impl RedisStore {
         }
     }
 
-    async fn query<T: FromRedisValue>(
+    pub(crate) async fn query<T: FromRedisValue>(
         &self,
         op: &'static str,
         cmd: &redis::Cmd,
@@ -369,7 +313,11 @@ impl RedisStore {
             .map_err(self.fail(op))
     }
 
-    async fn exec(&self, op: &'static str, pipe: &redis::Pipeline) -> Result<(), StoreError> {
+    pub(crate) async fn exec(
+        &self,
+        op: &'static str,
+        pipe: &redis::Pipeline,
+    ) -> Result<(), StoreError> {
         pipe.query_async::<()>(&mut self.conn.clone())
             .await
             .map_err(self.fail(op))
@@ -898,21 +846,14 @@ impl Store for RedisStore {
 
     async fn acquire_slots(
         &self,
-        sets: &[(String, u32)],
+        sessions: &[SlotSets],
         _holder: &str,
         ttl: Duration,
-    ) -> Result<Option<u64>, StoreError> {
+        waiter: &SlotWaiter,
+    ) -> Result<SlotTry, StoreError> {
         // A dead holder's slots simply expire (it stops renewing), so the holder is not stored.
-        let mut set_keys = vec![keys::lease_counter(&self.ns)];
-        set_keys.extend(sets.iter().map(|(set, _)| keys::slots(&self.ns, set)));
-        let mut args = vec![ttl_ms(ttl).to_string()];
-        args.extend(sets.iter().map(|(_, limit)| limit.to_string()));
-        let key_refs: Vec<&str> = set_keys.iter().map(String::as_str).collect();
-        let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        let token: i64 = self
-            .invoke("acquire_slots", &ACQUIRE_SLOTS, &key_refs, &arg_refs)
-            .await?;
-        Ok(u64::try_from(token).ok().filter(|t| *t > 0))
+        self.slots_acquire(&SlotPlan::new(sessions), ttl, waiter)
+            .await
     }
 
     async fn renew_slots(
@@ -921,57 +862,24 @@ impl Store for RedisStore {
         token: u64,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let set_keys: Vec<String> = sets.iter().map(|set| keys::slots(&self.ns, set)).collect();
-        let key_refs: Vec<&str> = set_keys.iter().map(String::as_str).collect();
-        let renewed: i64 = self
-            .invoke(
-                "renew_slots",
-                &RENEW_SLOTS,
-                &key_refs,
-                &[&token.to_string(), &ttl_ms(ttl).to_string()],
-            )
-            .await?;
-        Ok(renewed == 1)
+        self.slots_renew(sets, token, ttl).await
     }
 
     async fn release_slots(&self, sets: &[String], token: u64) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        for set in sets {
-            pipe.zrem(keys::slots(&self.ns, set), token.to_string())
-                .ignore();
-        }
-        self.exec("release_slots", &pipe).await
+        self.slots_release(sets, token).await
     }
 
-    async fn want_slots(&self, sets: &[String], ttl: Duration) -> Result<(), StoreError> {
-        let mut pipe = redis::pipe();
-        for set in sets {
-            let key = keys::slots_wanted(&self.ns, set);
-            if ttl.is_zero() {
-                pipe.cmd("DEL").arg(key).ignore();
-            } else {
-                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                pipe.cmd("SET").arg(key).arg(1).arg("PX").arg(ms).ignore();
-            }
-        }
-        self.exec("want_slots", &pipe).await
+    async fn leave_slot_queue(&self, sets: &[String], waiter: &str) -> Result<(), StoreError> {
+        self.slots_leave(sets, waiter).await
     }
 
-    async fn wanted_slots(&self, sets: &[String]) -> Result<Vec<String>, StoreError> {
-        if sets.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut cmd = redis::cmd("MGET");
-        for set in sets {
-            cmd.arg(keys::slots_wanted(&self.ns, set));
-        }
-        let marks: Vec<Option<String>> = self.query("wanted_slots", &cmd).await?;
-        Ok(sets
-            .iter()
-            .zip(marks)
-            .filter(|(_, m)| m.is_some())
-            .map(|(s, _)| s.clone())
-            .collect())
+    async fn wanted_slots(&self, sets: &[String], except: &str) -> Result<Vec<String>, StoreError> {
+        self.slots_wanted(sets, except).await
+    }
+
+    async fn epoch_wait(&self, ttl: Duration) -> Result<Option<Duration>, StoreError> {
+        let age = self.epoch_age().await?;
+        Ok(ttl.checked_sub(age).filter(|d| !d.is_zero()))
     }
 
     async fn spend_daily(
@@ -1014,7 +922,7 @@ fn uid_of(score: f64, key: &str) -> Result<u32, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::credentials::{Credentials, Secret};
     use crate::seal::{FleetKeys, open_account, seal_account};
@@ -1038,19 +946,19 @@ mod tests {
     }
 
     /// A fresh namespace; its keys are removed when the test ends, passed or failed.
-    struct Namespace(String);
+    pub(crate) struct Namespace(pub(crate) String);
 
     impl Namespace {
-        fn new() -> Namespace {
+        pub(crate) fn new() -> Namespace {
             Namespace(format!("test-{}", random_hex(8)))
         }
 
-        async fn store(&self) -> RedisStore {
+        pub(crate) async fn store(&self) -> RedisStore {
             RedisStore::connect(&url(), &self.0).await.expect("connect")
         }
 
         /// Every key of the namespace (SCAN, never KEYS).
-        fn keys(&self) -> Vec<String> {
+        pub(crate) fn keys(&self) -> Vec<String> {
             let mut conn = sync_conn();
             let mut cursor = 0u64;
             let mut out = Vec::new();
@@ -1312,166 +1220,6 @@ mod tests {
                 .await
                 .expect("renew")
         );
-    }
-
-    fn slot_sets(list: &[(&str, u32)]) -> Vec<(String, u32)> {
-        list.iter().map(|(s, n)| ((*s).to_owned(), *n)).collect()
-    }
-
-    fn set_names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[tokio::test]
-    async fn slots_keep_every_limit_all_or_nothing() {
-        let ns = Namespace::new();
-        let store = ns.store().await;
-        let ttl = Duration::from_secs(60);
-        let both = slot_sets(&[("acct:source:a@h:993", 2), ("host:h:993", 3)]);
-        let t1 = store
-            .acquire_slots(&both, "w1", ttl)
-            .await
-            .expect("acquire")
-            .expect("free");
-        let t2 = store
-            .acquire_slots(&both, "w2", ttl)
-            .await
-            .expect("acquire")
-            .expect("free");
-        assert_ne!(t1, t2, "tokens differ");
-        assert_eq!(
-            store
-                .acquire_slots(&both, "w1", ttl)
-                .await
-                .expect("acquire"),
-            None,
-            "the account limit holds"
-        );
-        // The refused attempt took nothing from the host: one more fits there.
-        let other = slot_sets(&[("acct:source:b@h:993", 2), ("host:h:993", 3)]);
-        let t3 = store
-            .acquire_slots(&other, "w3", ttl)
-            .await
-            .expect("acquire")
-            .expect("host has room");
-        assert_eq!(
-            store
-                .acquire_slots(&other, "w3", ttl)
-                .await
-                .expect("acquire"),
-            None,
-            "the host limit holds"
-        );
-        let held = set_names(&["acct:source:a@h:993", "host:h:993"]);
-        store.release_slots(&held, t1).await.expect("release");
-        assert!(
-            !store.renew_slots(&held, t1, ttl).await.expect("renew"),
-            "released"
-        );
-        assert!(
-            store
-                .renew_slots(&set_names(&["acct:source:b@h:993", "host:h:993"]), t3, ttl)
-                .await
-                .expect("renew")
-        );
-        assert!(
-            store
-                .acquire_slots(&both, "w1", ttl)
-                .await
-                .expect("acquire")
-                .is_some(),
-            "a released slot is free"
-        );
-        for key in ns.keys().iter().filter(|k| k.contains(":slots:")) {
-            assert!(
-                key.starts_with(&format!("{}:{{coord}}:slots:", ns.0)),
-                "{key}"
-            );
-        }
-    }
-
-    #[tokio::test]
-    async fn expired_slots_do_not_count_and_cannot_be_renewed() {
-        let ns = Namespace::new();
-        let store = ns.store().await;
-        let one = slot_sets(&[("acct:target:a@h:143", 1)]);
-        let t1 = store
-            .acquire_slots(&one, "w1", MS(200))
-            .await
-            .expect("acquire")
-            .expect("free");
-        assert!(
-            store
-                .renew_slots(&set_names(&["acct:target:a@h:143"]), t1, MS(200))
-                .await
-                .expect("renew")
-        );
-        assert_eq!(
-            store
-                .acquire_slots(&one, "w2", MS(60_000))
-                .await
-                .expect("acquire"),
-            None
-        );
-        tokio::time::sleep(MS(300)).await;
-        assert!(
-            !store
-                .renew_slots(&set_names(&["acct:target:a@h:143"]), t1, MS(200))
-                .await
-                .expect("renew"),
-            "expired"
-        );
-        let t2 = store
-            .acquire_slots(&one, "w2", MS(60_000))
-            .await
-            .expect("acquire")
-            .expect("the holder died: its slot expired");
-        assert!(t2 > t1);
-    }
-
-    #[tokio::test]
-    async fn slot_wanted_marks_expire_and_clear() {
-        let ns = Namespace::new();
-        let store = ns.store().await;
-        let (a, b) = (
-            "acct:source:a@h:993".to_string(),
-            "acct:source:b@h:993".to_string(),
-        );
-        assert!(
-            store
-                .wanted_slots(&[a.clone(), b.clone()])
-                .await
-                .expect("read")
-                .is_empty()
-        );
-        store
-            .want_slots(std::slice::from_ref(&a), Duration::from_millis(300))
-            .await
-            .expect("mark");
-        assert_eq!(
-            store
-                .wanted_slots(&[a.clone(), b.clone()])
-                .await
-                .expect("read"),
-            vec![a.clone()]
-        );
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        assert!(
-            store
-                .wanted_slots(std::slice::from_ref(&a))
-                .await
-                .expect("read")
-                .is_empty()
-        );
-        store
-            .want_slots(std::slice::from_ref(&b), Duration::from_secs(30))
-            .await
-            .expect("mark");
-        store
-            .want_slots(std::slice::from_ref(&b), Duration::ZERO)
-            .await
-            .expect("clear");
-        assert!(store.wanted_slots(&[b]).await.expect("read").is_empty());
     }
 
     #[tokio::test]

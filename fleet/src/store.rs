@@ -16,6 +16,9 @@ use mailferry_proto::MessageKey;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::slots::{SlotPlan, SlotSets, SlotTry, SlotWaiter};
+use crate::sqlite_slots;
+
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -206,15 +209,19 @@ pub trait Store: Clone + Send + Sync + 'static {
         token: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Takes one connection slot in every named set `(set, limit)` for `ttl`, or none at all when
-    /// any set already has `limit` live slots; returns the token that holds them. Slots whose
-    /// holder stopped renewing (expired) or, embedded, whose local process is gone do not count.
+    /// One try at connection slots for new sessions, all in one call: one slot per session in
+    /// each of its sets, for `ttl`, or none at all. Slots whose holder stopped renewing (expired)
+    /// or, embedded, whose local process is gone do not count. When the slots cannot be taken
+    /// now, `waiter` keeps (or takes) its place in the queue of every set asked for, first come
+    /// first served (see `crate::slots` for the rule); ask again within `waiter.ttl` to keep it,
+    /// with `waiter.arrival` set from the answer.
     fn acquire_slots(
         &self,
-        sets: &[(String, u32)],
+        sessions: &[SlotSets],
         holder: &str,
         ttl: Duration,
-    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+        waiter: &SlotWaiter,
+    ) -> impl Future<Output = Result<SlotTry, StoreError>> + Send;
 
     /// Extends the slots `token` holds in `sets` to `ttl` from now; false when any of them is
     /// lost (expired, released, or the store was flushed): its session must be closed.
@@ -232,20 +239,31 @@ pub trait Store: Clone + Send + Sync + 'static {
         token: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Marks the slot sets as wanted for `ttl` (a zero `ttl` clears the mark): a task waits for
-    /// a slot there, so whoever holds one by an idle pooled session should close it. Marks are
-    /// advice; a lost one only means a longer wait.
-    fn want_slots(
+    /// Takes `waiter` out of the queues of `sets` (it gave up, or got its slots elsewhere).
+    fn leave_slot_queue(
         &self,
         sets: &[String],
-        ttl: Duration,
+        waiter: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Which of `sets` are marked wanted now.
+    /// Which of `sets` have a live waiter whose id does not start with `except` (an engine's
+    /// prefix: its own waiters take its idle sessions themselves; an empty `except` counts every
+    /// waiter). Whoever holds a slot there by an idle pooled session should close it.
     fn wanted_slots(
         &self,
         sets: &[String],
+        except: &str,
     ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// How long folder leases are still refused because the store is new (a fresh or flushed
+    /// fleet store grants none within `ttl` of its epoch; DESIGN.md, "Idempotency"); `None` when
+    /// they are not (always, embedded).
+    fn epoch_wait(
+        &self,
+        _ttl: Duration,
+    ) -> impl Future<Output = Result<Option<Duration>, StoreError>> + Send {
+        async { Ok(None) }
+    }
 
     /// Counts `bytes` against a target account's upload budget of one UTC day (`YYYY-MM-DD`),
     /// unless that would exceed `limit`: then nothing is counted and the answer is false.
@@ -276,9 +294,6 @@ pub struct SqliteStore {
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = NORMAL;
-CREATE TABLE IF NOT EXISTS slot_wanted (
-    set_name TEXT PRIMARY KEY, until_ms INTEGER NOT NULL
-);
 CREATE TABLE IF NOT EXISTS daily_upload (
     account TEXT NOT NULL, day TEXT NOT NULL, bytes INTEGER NOT NULL,
     PRIMARY KEY (account, day)
@@ -298,10 +313,6 @@ CREATE TABLE IF NOT EXISTS lease (
     name TEXT PRIMARY KEY, holder TEXT NOT NULL, token INTEGER NOT NULL, expires_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lease_token (id INTEGER PRIMARY KEY CHECK (id = 1), next INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS slot (
-    set_name TEXT NOT NULL, token INTEGER NOT NULL, holder TEXT NOT NULL, expires_ms INTEGER NOT NULL,
-    PRIMARY KEY (set_name, token)
-) WITHOUT ROWID;
 ";
 
 impl SqliteStore {
@@ -332,6 +343,7 @@ impl SqliteStore {
     fn init(conn: Connection, path: String) -> Result<SqliteStore, StoreError> {
         conn.busy_timeout(Duration::from_secs(10))
             .and_then(|_| conn.execute_batch(SCHEMA))
+            .and_then(|_| conn.execute_batch(crate::sqlite_slots::SCHEMA))
             .map_err(|source| StoreError::Sqlite {
                 path: path.clone(),
                 source,
@@ -370,13 +382,13 @@ pub fn embedded_holder() -> String {
     format!("embedded:{}:{}", host_name(), std::process::id())
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default()
 }
 
-fn holder_alive(holder: &str) -> bool {
+pub(crate) fn holder_alive(holder: &str) -> bool {
     // `embedded:<host>:<pid>`, optionally followed by `#<task>` (one holder per task run).
     let holder = holder.split_once('#').map_or(holder, |(h, _)| h);
     let Some(rest) = holder.strip_prefix("embedded:") else {
@@ -391,7 +403,7 @@ fn holder_alive(holder: &str) -> bool {
     Path::new("/proc").join(pid).exists()
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -673,58 +685,15 @@ impl Store for SqliteStore {
 
     async fn acquire_slots(
         &self,
-        sets: &[(String, u32)],
+        sessions: &[SlotSets],
         holder: &str,
         ttl: Duration,
-    ) -> Result<Option<u64>, StoreError> {
-        let (sets, holder) = (sets.to_vec(), holder.to_owned());
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        self.with(move |conn| {
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let now = now_ms();
-            for (set, limit) in &sets {
-                tx.execute(
-                    "DELETE FROM slot WHERE set_name = ?1 AND expires_ms <= ?2",
-                    params![set, now],
-                )?;
-                let holders: Vec<(i64, String)> = {
-                    let mut stmt =
-                        tx.prepare_cached("SELECT token, holder FROM slot WHERE set_name = ?1")?;
-                    let rows = stmt.query_map(params![set], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                    rows.collect::<rusqlite::Result<_>>()?
-                };
-                let mut live = 0u32;
-                for (token, h) in holders {
-                    if holder_alive(&h) {
-                        live = live.saturating_add(1);
-                    } else {
-                        tx.execute(
-                            "DELETE FROM slot WHERE set_name = ?1 AND token = ?2",
-                            params![set, token],
-                        )?;
-                    }
-                }
-                if live >= *limit {
-                    // Dropping the transaction rolls back: all or nothing.
-                    return Ok(None);
-                }
-            }
-            tx.execute(
-                "INSERT INTO lease_token (id, next) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET next = next + 1",
-                [],
-            )?;
-            let token: i64 =
-                tx.query_row("SELECT next FROM lease_token WHERE id = 1", [], |r| r.get(0))?;
-            for (set, _) in &sets {
-                tx.execute(
-                    "INSERT INTO slot (set_name, token, holder, expires_ms) VALUES (?1, ?2, ?3, ?4)",
-                    params![set, token, holder, now.saturating_add(ttl_ms)],
-                )?;
-            }
-            tx.commit()?;
-            Ok(u64::try_from(token).ok())
-        })
-        .await
+        waiter: &SlotWaiter,
+    ) -> Result<SlotTry, StoreError> {
+        let plan = SlotPlan::new(sessions);
+        let (holder, waiter) = (holder.to_owned(), waiter.clone());
+        self.with(move |conn| sqlite_slots::acquire(conn, &plan, &holder, ttl, &waiter))
+            .await
     }
 
     async fn renew_slots(
@@ -734,79 +703,26 @@ impl Store for SqliteStore {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         let sets = sets.to_vec();
-        let token = i64::try_from(token).unwrap_or(-1);
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
-            let now = now_ms();
-            for set in &sets {
-                let n = tx.execute(
-                    "UPDATE slot SET expires_ms = ?3 WHERE set_name = ?1 AND token = ?2 AND expires_ms > ?4",
-                    params![set, token, now.saturating_add(ttl_ms), now],
-                )?;
-                if n != 1 {
-                    return Ok(false);
-                }
-            }
-            tx.commit()?;
-            Ok(true)
-        })
-        .await
+        self.with(move |conn| sqlite_slots::renew(conn, &sets, token, ttl))
+            .await
     }
 
     async fn release_slots(&self, sets: &[String], token: u64) -> Result<(), StoreError> {
         let sets = sets.to_vec();
-        let token = i64::try_from(token).unwrap_or(-1);
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
-            for set in &sets {
-                tx.execute(
-                    "DELETE FROM slot WHERE set_name = ?1 AND token = ?2",
-                    params![set, token],
-                )?;
-            }
-            tx.commit()
-        })
-        .await
+        self.with(move |conn| sqlite_slots::release(conn, &sets, token))
+            .await
     }
 
-    async fn want_slots(&self, sets: &[String], ttl: Duration) -> Result<(), StoreError> {
-        let sets = sets.to_vec();
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
-        self.with(move |conn| {
-            let tx = conn.transaction()?;
-            for set in &sets {
-                if ttl_ms == 0 {
-                    tx.execute("DELETE FROM slot_wanted WHERE set_name = ?1", params![set])?;
-                } else {
-                    tx.execute(
-                        "INSERT INTO slot_wanted (set_name, until_ms) VALUES (?1, ?2)
-                         ON CONFLICT (set_name) DO UPDATE SET until_ms = excluded.until_ms",
-                        params![set, now_ms().saturating_add(ttl_ms)],
-                    )?;
-                }
-            }
-            tx.commit()
-        })
-        .await
+    async fn leave_slot_queue(&self, sets: &[String], waiter: &str) -> Result<(), StoreError> {
+        let (sets, waiter) = (sets.to_vec(), waiter.to_owned());
+        self.with(move |conn| sqlite_slots::leave(conn, &sets, &waiter))
+            .await
     }
 
-    async fn wanted_slots(&self, sets: &[String]) -> Result<Vec<String>, StoreError> {
-        let sets = sets.to_vec();
-        self.with(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT 1 FROM slot_wanted WHERE set_name = ?1 AND until_ms > ?2",
-            )?;
-            let now = now_ms();
-            let mut out = Vec::new();
-            for set in sets {
-                if stmt.exists(params![set, now])? {
-                    out.push(set);
-                }
-            }
-            Ok(out)
-        })
-        .await
+    async fn wanted_slots(&self, sets: &[String], except: &str) -> Result<Vec<String>, StoreError> {
+        let (sets, except) = (sets.to_vec(), except.to_owned());
+        self.with(move |conn| sqlite_slots::wanted(conn, &sets, &except))
+            .await
     }
 
     async fn spend_daily(
@@ -984,119 +900,6 @@ mod tests {
                 .await
                 .unwrap(),
             None
-        );
-    }
-
-    fn sets(list: &[(&str, u32)]) -> Vec<(String, u32)> {
-        list.iter().map(|(s, n)| ((*s).to_owned(), *n)).collect()
-    }
-
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
-    }
-
-    #[tokio::test]
-    async fn slots_keep_every_limit_all_or_nothing() {
-        let store = SqliteStore::in_memory().unwrap();
-        let ttl = Duration::from_secs(60);
-        let both = sets(&[("acct:a", 2), ("host:h", 3)]);
-        let t1 = store
-            .acquire_slots(&both, "w1", ttl)
-            .await
-            .unwrap()
-            .unwrap();
-        let t2 = store
-            .acquire_slots(&both, "w2", ttl)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_ne!(t1, t2, "tokens differ");
-        assert_eq!(
-            store.acquire_slots(&both, "w1", ttl).await.unwrap(),
-            None,
-            "the account limit holds"
-        );
-        // The refused attempt took nothing from the host: one more fits there.
-        let other = sets(&[("acct:b", 2), ("host:h", 3)]);
-        let t3 = store
-            .acquire_slots(&other, "w3", ttl)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            store.acquire_slots(&other, "w3", ttl).await.unwrap(),
-            None,
-            "the host limit holds"
-        );
-        store
-            .release_slots(&names(&["acct:a", "host:h"]), t1)
-            .await
-            .unwrap();
-        assert!(
-            store
-                .renew_slots(&names(&["acct:b", "host:h"]), t3, ttl)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .renew_slots(&names(&["acct:a", "host:h"]), t1, ttl)
-                .await
-                .unwrap(),
-            "released"
-        );
-        assert!(
-            store
-                .acquire_slots(&both, "w1", ttl)
-                .await
-                .unwrap()
-                .is_some()
-        );
-    }
-
-    #[tokio::test]
-    async fn expired_slots_and_dead_local_holders_do_not_count() {
-        let store = SqliteStore::in_memory().unwrap();
-        let one = sets(&[("acct:a", 1)]);
-        let t1 = store
-            .acquire_slots(&one, "w1", Duration::from_millis(50))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            store
-                .acquire_slots(&one, "w2", Duration::from_secs(60))
-                .await
-                .unwrap(),
-            None
-        );
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        assert!(
-            !store
-                .renew_slots(&names(&["acct:a"]), t1, Duration::from_secs(60))
-                .await
-                .unwrap(),
-            "expired"
-        );
-        let dead = format!("embedded:{}:0", host_name());
-        let t2 = store
-            .acquire_slots(&one, &dead, Duration::from_secs(600))
-            .await
-            .unwrap()
-            .unwrap();
-        let t3 = store
-            .acquire_slots(&one, &embedded_holder(), Duration::from_secs(600))
-            .await
-            .unwrap()
-            .expect("a dead local holder's slot is free");
-        assert!(t3 > t2);
-        assert_eq!(
-            store
-                .acquire_slots(&one, "embedded:elsewhere:1", Duration::from_secs(60))
-                .await
-                .unwrap(),
-            None,
-            "a live holder's slot is not"
         );
     }
 

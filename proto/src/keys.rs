@@ -15,7 +15,9 @@
 //! | `<ns>:{coord}:lease:<name>`                | [`lease`]              | hash       | `holder`, `token`; expires with the lease (PX)  |
 //! | `<ns>:{coord}:lease-token`                 | [`lease_counter`]      | string     | the last fencing token issued (INCR)            |
 //! | `<ns>:{coord}:slots:<set>`                 | [`slots`]              | sorted set | connection slot tokens scored by expiry (ms)    |
-//! | `<ns>:{coord}:slots-wanted:<set>`          | [`slots_wanted`]       | string     | set while a task waits for a slot there (PX)    |
+//! | `<ns>:{coord}:slots-queue:<set>`           | [`slots_queue`]        | sorted set | waiter ids scored by their first arrival (ms)   |
+//! | `<ns>:{coord}:slots-waiting:<set>`         | [`slots_waiting`]      | sorted set | the same ids scored by when their place lapses  |
+//! | `<ns>:{coord}:slots-need:<set>`            | [`slots_need`]         | hash       | waiter id → slots it needs in the set           |
 //! | `<ns>:migrations`                          | [`migrations_index`]   | sorted set | migration ids scored by creation time (ms)      |
 //! | `<ns>:migration:<id>`                      | [`migration`]          | string     | the coordinator's migration record (JSON)       |
 //! | `<ns>:migration:<id>:pairs`                | [`pair_summaries`]     | hash       | pair id → pair summary (JSON)                   |
@@ -92,9 +94,22 @@ pub fn slots(ns: &str, set: &str) -> String {
     format!("{ns}:{{coord}}:slots:{}", segment(set))
 }
 
-/// Present while a task waits for a slot in `set`: holders of idle sessions there close them.
-pub fn slots_wanted(ns: &str, set: &str) -> String {
-    format!("{ns}:{{coord}}:slots-wanted:{}", segment(set))
+/// The queue of tasks waiting for a slot in `set`: waiter ids scored by when each first asked
+/// (first come, first served; fleet/src/slots.rs). Holders of idle sessions there close them.
+pub fn slots_queue(ns: &str, set: &str) -> String {
+    format!("{ns}:{{coord}}:slots-queue:{}", segment(set))
+}
+
+/// The waiters of [`slots_queue`] scored by when their place lapses unless they ask again, so a
+/// dead worker's waiter cannot block the queue.
+pub fn slots_waiting(ns: &str, set: &str) -> String {
+    format!("{ns}:{{coord}}:slots-waiting:{}", segment(set))
+}
+
+/// How many slots of `set` each waiter of [`slots_queue`] needs (two when both sides of a pair
+/// are on one server).
+pub fn slots_need(ns: &str, set: &str) -> String {
+    format!("{ns}:{{coord}}:slots-need:{}", segment(set))
 }
 
 /// Migration ids by creation time.
@@ -215,6 +230,9 @@ mod tests {
             lease(ns, "folder:p:INBOX"),
             lease_counter(ns),
             slots(ns, "acct:source:a@h:993"),
+            slots_queue(ns, "acct:source:a@h:993"),
+            slots_waiting(ns, "acct:source:a@h:993"),
+            slots_need(ns, "acct:source:a@h:993"),
             migrations_index(ns),
             migration(ns, "m1"),
             pair_summaries(ns, "m1"),
@@ -244,6 +262,9 @@ mod tests {
         assert_eq!(tag(&epoch(ns)), tag(&lease(ns, "folder:x")));
         assert_eq!(tag(&epoch(ns)), tag(&lease_counter(ns)));
         assert_eq!(tag(&epoch(ns)), tag(&slots(ns, "host:h:993")));
+        assert_eq!(tag(&epoch(ns)), tag(&slots_queue(ns, "host:h:993")));
+        assert_eq!(tag(&epoch(ns)), tag(&slots_waiting(ns, "host:h:993")));
+        assert_eq!(tag(&epoch(ns)), tag(&slots_need(ns, "host:h:993")));
         assert_eq!(tag(&done(ns, "p1", "x", 1)), tag(&pair_done_keys(ns, "p1")));
         assert_eq!(tag(&watermark(ns, "p1")), tag(&account(ns, "p1", "target")));
         assert_ne!(

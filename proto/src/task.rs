@@ -249,6 +249,11 @@ pub struct ListTask {
     pub with_sizes: bool,
     /// Messages above this size are reported (the target's APPENDLIMIT or `--max-size`).
     pub report_larger_than: Option<u64>,
+    /// Close both sessions afterwards instead of keeping them idle for the pair's next task: the
+    /// login probe at create and the health check, after which no task of the pair may follow
+    /// for a while (providers count idle sessions, and so do the fleet's connection slots).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub close_sessions: bool,
 }
 
 /// A source folder as the planner refers to it.
@@ -371,6 +376,22 @@ pub struct TaskFailure {
     /// and again is given up after a few attempts, not retried like a dropped copy.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub login: bool,
+    /// Set when the task did not fail but waited for the fleet itself (not for a server):
+    /// what it waits for decides what the coordinator tells the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+}
+
+/// What a task handed back to be retried was waiting for in the fleet itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Waiting {
+    /// Connection slots: the sessions an account or a server allows across the fleet were all
+    /// in use for as long as a task waits in their queue.
+    ConnectionSlots,
+    /// A fresh or flushed fleet store grants no folder lease within one lease TTL of its epoch
+    /// (DESIGN.md, "Idempotency"); `retry_after_ms` says how long is left.
+    FreshStore,
 }
 
 /// Facts about one folder of one account.

@@ -265,9 +265,9 @@ async fn two_pairs_of_one_source_account_share_its_one_connection() {
 }
 
 /// Two engines of one fleet (one store, as two workers share Redis) and one slot for the account:
-/// the first holds it by an idle pooled session, which it would keep for its whole idle time
-/// (longer than a task waits for a slot). When the second engine's task marks the slot wanted,
-/// the first closes its idle session and the second gets the slot instead of giving up.
+/// the first holds it by an idle pooled session, which it would keep for its whole idle time.
+/// When the second engine's task queues for the slot, the first closes its idle session and the
+/// second gets the slot instead of giving up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_hands_its_slot_to_another_workers_waiting_task() {
     use mailferry_fleet::{Credentials, MemoryCredentials, Secret, SqliteStore};
@@ -312,4 +312,134 @@ async fn an_idle_session_hands_its_slot_to_another_workers_waiting_task() {
     b.release("p", session);
     b.close_idle().await;
     assert!(all_closed(&fwd).await, "sessions left open");
+}
+
+/// Two workers' engines share one Redis and a server that allows two sessions at once; sixteen
+/// tasks (one mailbox each, alternating between the engines, one every 100 ms) each open a
+/// session, hold it a while and give it back to their engine's pool, as a task does between a
+/// pair's tasks. Every task must get its session (none gives up while the others keep
+/// coming), never more than two at once, and in about the order the tasks asked: the slot
+/// queue is first come, first served across engines, and an idle pooled session gives its slot
+/// up as soon as anyone waits, whichever engine the waiter runs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_of_two_workers_share_a_small_host_limit_first_come_first_served() {
+    use mailferry_fleet::redis_store::RedisStore;
+    use mailferry_fleet::{Credentials, MemoryCredentials, Secret};
+    use mailferry_proto::task::{Endpoint, Side as TaskSide, TlsMode};
+    use mailferry_tests::fleet::{FleetEnv, Redis};
+    use mailferry_worker::engine::{Engine, EngineConfig};
+    use std::time::{Duration, Instant};
+
+    const TASKS: usize = 16;
+    const HOST_LIMIT: u32 = 2;
+    const HOLD: Duration = Duration::from_millis(1200);
+    const SPACING: Duration = Duration::from_millis(100);
+
+    let servers = TestServers::get();
+    let users = servers.new_users(Side::Source, "fair", TASKS).unwrap();
+    let env = FleetEnv::shared();
+    let namespace = format!(
+        "tfair{}x{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let store = RedisStore::connect(env.redis_url(), &namespace)
+        .await
+        .unwrap();
+    let creds = MemoryCredentials::default();
+    for (i, u) in users.iter().enumerate() {
+        creds.insert(
+            &format!("p{i}"),
+            TaskSide::Source,
+            Endpoint {
+                host: "127.0.0.1".into(),
+                port: u.imap_port,
+                user: u.user.clone(),
+                tls: TlsMode::None,
+                ca_file: None,
+                insecure_skip_verify: false,
+                auth_mechanism: None,
+            },
+            Credentials::Password(Secret::new(u.password.clone())),
+        );
+    }
+    let config = |holder: &str| EngineConfig {
+        host_connections: HOST_LIMIT,
+        holder: holder.into(),
+        ..EngineConfig::default()
+    };
+    let engines = [
+        Arc::new(Engine::new(
+            store.clone(),
+            creds.clone(),
+            config("worker-a"),
+        )),
+        Arc::new(Engine::new(
+            store.clone(),
+            creds.clone(),
+            config("worker-b"),
+        )),
+    ];
+    let granted: Arc<std::sync::Mutex<Vec<usize>>> = Arc::default();
+    let open = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..TASKS {
+        if i > 0 {
+            tokio::time::sleep(SPACING).await;
+        }
+        let engine = engines[i % 2].clone();
+        let (granted, open, peak) = (granted.clone(), open.clone(), peak.clone());
+        tasks.push(tokio::spawn(async move {
+            let pair = format!("p{i}");
+            let session = engine
+                .open(&pair, TaskSide::Source)
+                .await
+                .map_err(|e| format!("task {i} gave up after {:?}: {e}", started.elapsed()))?;
+            granted.lock().unwrap().push(i);
+            let now = open.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(HOLD).await;
+            open.fetch_sub(1, Ordering::SeqCst);
+            engine.release(&pair, session);
+            Ok::<_, String>(())
+        }));
+    }
+    let mut failures = Vec::new();
+    for t in tasks {
+        if let Err(e) = t.await.unwrap() {
+            failures.push(e);
+        }
+    }
+    let elapsed = started.elapsed();
+    for e in &engines {
+        e.close_idle().await;
+    }
+    let mut redis = Redis::connect(env.redis_url()).unwrap();
+    let keys = redis.keys(&format!("{namespace}:*")).unwrap();
+    if !keys.is_empty() {
+        let mut args: Vec<&[u8]> = vec![b"DEL"];
+        args.extend(keys.iter().map(|k| k.as_bytes()));
+        redis.cmd(&args).unwrap();
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(
+        peak.load(Ordering::SeqCst) <= HOST_LIMIT as usize,
+        "{} sessions at once",
+        peak.load(Ordering::SeqCst)
+    );
+    let order = granted.lock().unwrap().clone();
+    assert_eq!(order.len(), TASKS);
+    for (turn, task) in order.iter().enumerate() {
+        assert!(
+            turn.abs_diff(*task) <= 2,
+            "task {task} got its session {turn}th: not first come, first served: {order:?}"
+        );
+    }
+    // Sixteen holds of 1.2 s, two at a time, is 9.6 s; a hand-over may take a second.
+    assert!(elapsed < Duration::from_secs(30), "took {elapsed:?}");
 }

@@ -64,6 +64,7 @@ pub fn migration(m: &Migration) -> Value {
         "options": m.options.as_ref().map(options),
         "request_id": m.request_id,
         "next_sync_at": time(m.next_sync_at.as_ref()),
+        "waiting": (!m.waiting.is_empty()).then_some(&m.waiting),
     })
 }
 

@@ -261,6 +261,9 @@ pub fn event(e: &MigrationEvent) -> String {
             count(t.failed, "message", "messages")
         );
     }
+    if !m.waiting.is_empty() && !e.pass_finished {
+        let _ = write!(line, " — {}", m.waiting);
+    }
     if e.pass_finished {
         line.push_str(" — pass finished");
     }
@@ -389,5 +392,23 @@ mod tests {
             t.contains("x@old → y@new "),
             "two pairs of one source tell apart\n{t}"
         );
+    }
+
+    #[test]
+    fn a_progress_line_says_what_the_pass_waits_for() {
+        let waiting = "waiting 42 s before the first copy: a fresh or flushed Redis (see README)";
+        let mut e = MigrationEvent {
+            migration: Some(Migration {
+                pairs: 3,
+                waiting: waiting.into(),
+                ..Migration::default()
+            }),
+            pass_finished: false,
+        };
+        let line = event(&e);
+        assert!(line.contains("messages 0/0 copied"), "{line}");
+        assert!(line.ends_with(&format!(" — {waiting}")), "{line}");
+        e.pass_finished = true;
+        assert!(!event(&e).contains("waiting"));
     }
 }

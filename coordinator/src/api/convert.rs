@@ -382,6 +382,7 @@ pub fn migration(v: &MigrationView) -> pb::Migration {
         options: Some(options_out(&r.options)),
         request_id: r.request_id.clone(),
         next_sync_at: r.next_sync_at.as_ref().map(timestamp),
+        waiting: v.waiting.clone().unwrap_or_default(),
     }
 }
 

@@ -17,8 +17,8 @@ use mailferry_proto::task::{
 use mailferry_proto::{ErrorKind, FailureKind, MessageKey};
 use tokio::sync::mpsc;
 
-use super::Engine;
 use super::pipeline::{Appender, produce};
+use super::{Engine, Session};
 use crate::imap::{Connection, ImapError, ImapResult};
 use crate::mailbox::key::{self, KEY_HEADER_FIELDS};
 
@@ -58,6 +58,14 @@ pub async fn run<S: Store, C: CredentialSource>(
         .await
         .map_err(store_err)?
     else {
+        if let Some(wait) = engine
+            .store
+            .epoch_wait(engine.config.lease_ttl)
+            .await
+            .map_err(store_err)?
+        {
+            return Err(fresh_store(wait));
+        }
         // A holder that died keeps the lease until it expires: ask to be retried in a third of
         // the lease time, so the retries outlast it.
         let mut e = ImapError::new(
@@ -86,6 +94,24 @@ pub async fn run<S: Store, C: CredentialSource>(
     };
     let _ = engine.store.release_lease(&lease, token).await;
     outcome.map(|()| result)
+}
+
+/// The store is new (a fresh or flushed Redis): no folder is written until one lease TTL after
+/// its epoch, in case a worker from before a flush still holds a lease (DESIGN.md,
+/// "Idempotency"). Not a failure: the batch comes back when the wait is over.
+fn fresh_store(wait: std::time::Duration) -> ImapError {
+    ImapError::new(
+        ErrorKind::Transient,
+        Side::Target,
+        format!(
+            "waiting {} s before the first copy: a fresh or flushed Redis (see README, \"A fresh or flushed Redis\")",
+            wait.as_secs_f64().ceil()
+        ),
+    )
+    .waiting(
+        mailferry_proto::task::Waiting::FreshStore,
+        wait + std::time::Duration::from_millis(100),
+    )
 }
 
 /// A tag unique to one run of a batch in this process.
@@ -125,10 +151,13 @@ async fn copy_locked<S: Store, C: CredentialSource>(
     task: &CopyBatchTask,
     result: &mut CopyResult,
 ) -> ImapResult<()> {
-    let mut dst = engine.open(pair, Side::Target).await?;
+    // Both sessions at once: their slots are taken together (open.rs), so a batch never holds
+    // the target's slot while it waits for the source's.
+    let (src, mut dst) = engine.open_both(pair).await?;
     let mut sel = match dst.examine(&task.target_raw).await {
         Ok(sel) => sel,
         Err(e) if e.kind == ErrorKind::Permanent => {
+            engine.release(pair, src);
             for item in &task.items {
                 result.failed.push(failure(
                     task,
@@ -198,10 +227,11 @@ async fn copy_locked<S: Store, C: CredentialSource>(
         _ => (todo, None),
     };
     if todo.is_empty() {
+        engine.release(pair, src);
         engine.release(pair, dst);
         return Ok(());
     }
-    let copied = copy_todo(engine, pair, task, &scope, dst, todo, result).await;
+    let copied = copy_todo(engine, pair, task, &scope, (src, dst), todo, result).await;
     if let Some(spent) = spent {
         // Bytes counted for messages that were not sent after all go back to the budget.
         let sent: HashSet<u32> = result.copied.iter().map(|c| c.src_uid).collect();
@@ -320,11 +350,10 @@ async fn copy_todo<S: Store, C: CredentialSource>(
     pair: &str,
     task: &CopyBatchTask,
     scope: &EntryScope,
-    mut dst: crate::engine::slots::Session,
+    (mut src, mut dst): (Session, Session),
     todo: Vec<BatchItem>,
     result: &mut CopyResult,
 ) -> ImapResult<()> {
-    let mut src = engine.open(pair, Side::Source).await?;
     let src_sel = src.examine(&task.source.raw).await?;
     if src_sel.uidvalidity != task.src_uidvalidity {
         return Err(src.err(ErrorKind::Transient, format!(

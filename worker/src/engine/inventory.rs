@@ -9,9 +9,7 @@
 
 use mailferry_fleet::{CredentialSource, Store};
 use mailferry_proto::MessageKey;
-use mailferry_proto::task::{
-    FolderInventory, InventoryMessage, InventoryResult, InventoryTask, Side,
-};
+use mailferry_proto::task::{FolderInventory, InventoryMessage, InventoryResult, InventoryTask};
 
 use super::Engine;
 use super::keys::{self, Fetched};
@@ -29,26 +27,28 @@ pub async fn run<S: Store, C: CredentialSource>(
         .target_raw
         .clone()
         .unwrap_or_else(|| encode_path(&task.target, task.dst_delimiter, &task.dst_prefix));
+    // Both sessions at once: their slots are taken together (open.rs).
+    let (mut src_conn, mut dst_conn) = engine.open_both(pair).await?;
     let (src, dst) = tokio::join!(
         async {
-            let mut conn = engine.open(pair, Side::Source).await?;
+            let conn = &mut src_conn;
             let mut folders = Vec::new();
             for s in &task.sources {
-                folders.push(inventory_folder(&mut conn, &s.raw, true).await?);
+                folders.push(inventory_folder(conn, &s.raw, true).await?);
             }
-            Ok::<_, crate::imap::ImapError>((conn, folders))
+            Ok::<_, crate::imap::ImapError>(folders)
         },
         async {
-            let mut conn = engine.open(pair, Side::Target).await?;
+            let conn = &mut dst_conn;
             let inv = match &task.target_raw {
-                Some(raw) => Some(inventory_folder(&mut conn, raw, false).await?),
+                Some(raw) => Some(inventory_folder(conn, raw, false).await?),
                 None => None,
             };
-            Ok::<_, crate::imap::ImapError>((conn, inv))
+            Ok::<_, crate::imap::ImapError>(inv)
         }
     );
-    let (mut src_conn, mut sources) = src?;
-    let (mut dst_conn, mut target) = dst?;
+    let mut sources = src?;
+    let mut target = dst?;
 
     // Keys the identifying header fields do not settle (keys.rs): first messages rendered
     // without them, then ambiguous keys, then the content check of what is left unmatched.

@@ -1,11 +1,12 @@
 //! List task: log into both sides and report capabilities, folders (personal namespace only),
-//! subscriptions, STATUS, quota and APPENDLIMIT, and, for `check`, per-folder sizes.
+//! subscriptions, STATUS, quota and APPENDLIMIT, and, for `check`, per-folder sizes. The login
+//! probe at create and the health check close their sessions afterwards (`close_sessions`).
 
 use std::collections::HashSet;
 
 use mailferry_fleet::{CredentialSource, Store};
 use mailferry_proto::task::{
-    AccountListing, FolderListing, FolderSizes, FolderUnavailable, ListResult, ListTask, Side,
+    AccountListing, FolderListing, FolderSizes, FolderUnavailable, ListResult, ListTask,
 };
 use mailferry_proto::{ErrorKind, FolderRole};
 
@@ -20,21 +21,34 @@ pub async fn run<S: Store, C: CredentialSource>(
     pair: &str,
     task: &ListTask,
 ) -> ImapResult<ListResult> {
-    let side = |side: Side, larger_than: Option<u64>| async move {
-        let mut c = engine.open(pair, side).await?;
-        c.deselect().await?;
-        let r = list_account(
-            &mut c,
-            task.with_sizes,
-            larger_than,
-            engine.config.max_folders,
-        )
-        .await?;
-        engine.release(pair, c);
-        Ok(r)
-    };
+    // Both sessions at once: their slots are taken together (open.rs).
+    let (mut src, mut dst) = engine.open_both(pair).await?;
+    let listed = list_both(task, engine.config.max_folders, &mut src, &mut dst).await;
+    for session in [src, dst] {
+        if listed.is_err() {
+            // Its state is unknown: dropped, which gives its slots back.
+            drop(session);
+        } else if task.close_sessions {
+            engine.close(session).await;
+        } else {
+            engine.release(pair, session);
+        }
+    }
+    listed
+}
+
+/// Lists both accounts on their sessions.
+async fn list_both(
+    task: &ListTask,
+    max_folders: usize,
+    src: &mut Connection,
+    dst: &mut Connection,
+) -> ImapResult<ListResult> {
     if !task.with_sizes {
-        let (source, target) = tokio::join!(side(Side::Source, None), side(Side::Target, None));
+        let (source, target) = tokio::join!(
+            list_side(src, false, None, max_folders),
+            list_side(dst, false, None, max_folders)
+        );
         return Ok(ListResult {
             source: source?,
             target: target?,
@@ -42,13 +56,23 @@ pub async fn run<S: Store, C: CredentialSource>(
     }
     // With sizes (the health check), the target first: its APPENDLIMIT decides which source
     // messages are reported too large.
-    let target = side(Side::Target, None).await?;
+    let target = list_side(dst, true, None, max_folders).await?;
     let larger_than = match (task.report_larger_than, target.append_limit) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let source = side(Side::Source, larger_than).await?;
+    let source = list_side(src, true, larger_than, max_folders).await?;
     Ok(ListResult { source, target })
+}
+
+async fn list_side(
+    conn: &mut Connection,
+    with_sizes: bool,
+    larger_than: Option<u64>,
+    max_folders: usize,
+) -> ImapResult<AccountListing> {
+    conn.deselect().await?;
+    list_account(conn, with_sizes, larger_than, max_folders).await
 }
 
 /// Lists one account; more than `max_folders` folders is a configuration error (the limit is

@@ -17,6 +17,9 @@ pub struct ImapError {
     pub retry_after: Option<std::time::Duration>,
     /// It happened while connecting or logging in (see [`ImapError::at_login`]).
     pub login: bool,
+    /// Set when the task waited for the fleet itself (connection slots, a young store), not for
+    /// the server.
+    pub waiting: Option<mailferry_proto::task::Waiting>,
 }
 
 impl ImapError {
@@ -28,6 +31,7 @@ impl ImapError {
             message: message.into(),
             retry_after: None,
             login: false,
+            waiting: None,
         }
     }
 
@@ -35,6 +39,17 @@ impl ImapError {
     /// coordinator gives up a login that fails the same way a few times in a row.
     pub fn at_login(mut self) -> ImapError {
         self.login = true;
+        self
+    }
+
+    /// The same error, saying the task waited for the fleet (`waiting`) and when to come back.
+    pub fn waiting(
+        mut self,
+        waiting: mailferry_proto::task::Waiting,
+        retry_after: std::time::Duration,
+    ) -> ImapError {
+        self.waiting = Some(waiting);
+        self.retry_after = Some(retry_after);
         self
     }
 
