@@ -1,0 +1,285 @@
+//! The server scenario suite: the same scenarios against every real IMAP server the harness can
+//! run, as source and as target. Today: Dovecot (the pair of `scripts/test-servers`) and pymap
+//! (a Python IMAP server from PyPI, `scripts/pymap-server`). Each scenario seeds the source with
+//! the harness's fixtures, runs the real `mailferry migrate`, reads both sides back with the
+//! harness's own client and compares them exactly (every folder, every message byte for byte,
+//! flags, INTERNALDATE, subscriptions), then reruns and asserts that nothing is copied.
+//!
+//! Differences found between pymap and Dovecot (pymap 0.36.7, maildir backend):
+//! - DIFFERENCES
+//!
+//! The pymap scenarios are skipped, with a message saying how to install it, only when the test
+//! servers include no pymap; under `CI=true` that is a failure, never a skip.
+
+// Scenario helpers panic on purpose: a panic with context is the test failure report.
+#![allow(clippy::unwrap_used)]
+
+use mailferry_tests::cli::{Output, run_migrate};
+use mailferry_tests::verify::{MailboxSnapshot, personal_only, snapshot_crlf};
+use mailferry_tests::{
+    Fixture, Fixtures, ImapClient, Side, TestAccount, TestServers, compare, snapshot_with,
+    unchanged,
+};
+
+/// An IMAP server implementation the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Source: Maildir++, prefix `INBOX.`, separator `.`, localized special-use names (`Sent
+    /// Items`, `Deleted Items`). Target: no prefix, separator `/`, `Sent` and `Trash`
+    /// auto-created with special-use.
+    Dovecot,
+    /// No prefix, separator `/`, no SPECIAL-USE, no CONDSTORE, STARTTLS and plain LOGIN.
+    Pymap,
+}
+
+impl Kind {
+    /// A fresh account on this server playing `role`, or `None` when the server is not
+    /// installed here (outside CI only).
+    fn account(self, role: Side, prefix: &str) -> Option<TestAccount> {
+        let servers = TestServers::get();
+        match self {
+            Kind::Dovecot => Some(servers.new_user(role, prefix).unwrap()),
+            Kind::Pymap => {
+                if servers.pymap().is_none() {
+                    let why = "the test servers include no pymap: run `scripts/pymap-server \
+                               install`, then `scripts/test-servers stop` and `start` (scripts/test \
+                               does this)";
+                    if std::env::var_os("CI").is_some_and(|v| v == "true") {
+                        panic!("{why}");
+                    }
+                    eprintln!("SKIPPED: {why}");
+                    return None;
+                }
+                Some(servers.new_pymap_user(role, prefix).unwrap())
+            }
+        }
+    }
+
+    /// The raw name of the personal folder `path` (components, outermost first) on this server
+    /// playing `role`.
+    fn folder(self, role: Side, path: &[&str]) -> String {
+        match (self, role) {
+            (_, _) if path == ["INBOX"] => "INBOX".to_owned(),
+            (Kind::Dovecot, Side::Source) => format!("INBOX.{}", path.join(".")),
+            _ => path.join("/"),
+        }
+    }
+
+    /// Whether the server stores messages other than byte for byte as appended: pymap serves
+    /// bare LF line endings (read as CRLF by [`Kind::snapshot`]), adds a blank line after a
+    /// message of headers only, and closes an unterminated multipart.
+    fn rewrites_messages(self) -> bool {
+        self == Kind::Pymap
+    }
+
+    /// Whether the server keeps keywords (`$Forwarded`, `Work`): pymap's PERMANENTFLAGS holds
+    /// only the system flags.
+    fn keeps_keywords(self) -> bool {
+        self != Kind::Pymap
+    }
+
+    /// Reads the personal folders of `account` (the Dovecot source also shows public and
+    /// virtual namespaces, which a migration leaves out). pymap serves messages with bare LF
+    /// line endings whatever it was given, so its bodies are read as CRLF.
+    async fn snapshot(self, account: &TestAccount) -> MailboxSnapshot {
+        match self {
+            Kind::Dovecot => snapshot_with(account, personal_only).await.unwrap(),
+            Kind::Pymap => snapshot_crlf(account, personal_only).await.unwrap(),
+        }
+    }
+}
+
+/// A source and a target account on two servers, and a private state directory.
+struct Pair {
+    from: Kind,
+    to: Kind,
+    src: TestAccount,
+    dst: TestAccount,
+    state: tempfile::TempDir,
+}
+
+impl Pair {
+    fn new(from: Kind, to: Kind, prefix: &str) -> Option<Pair> {
+        Some(Pair {
+            from,
+            to,
+            src: from.account(Side::Source, prefix)?,
+            dst: to.account(Side::Target, prefix)?,
+            state: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    async fn migrate(&self, extra: &[&str]) -> Output {
+        let state = self.state.path().to_string_lossy().into_owned();
+        let mut args = vec!["--state", state.as_str()];
+        args.extend_from_slice(extra);
+        let out = run_migrate(&self.src, &self.dst, &args).await.unwrap();
+        eprintln!(
+            "{:?} -> {:?} migrate {extra:?}: exit {} in {:?}",
+            self.from, self.to, out.code, out.elapsed
+        );
+        out
+    }
+}
+
+/// One folder to seed: its path (components) and messages.
+struct Seed {
+    path: &'static [&'static str],
+    subscribe: bool,
+    messages: Vec<Fixture>,
+}
+
+/// A small mailbox of ordinary and awkward messages in nested folders.
+fn mailbox(seed: u64) -> Vec<Seed> {
+    let mut g = Fixtures::new(seed);
+    let dup = g.duplicate();
+    vec![
+        Seed {
+            path: &["INBOX"],
+            subscribe: true,
+            messages: vec![
+                g.ordinary(),
+                g.multipart(),
+                g.eight_bit_headers(),
+                g.malformed_mime(),
+                g.header_only(),
+                g.no_message_id(),
+                g.all_flags(),
+                dup.clone(),
+                dup,
+                g.ordinary()
+                    .with_flags(&["$Forwarded", "$MDNSent", "Work", "\\Seen"]),
+            ],
+        },
+        Seed {
+            path: &["Projects"],
+            subscribe: true,
+            messages: g.across_zones(),
+        },
+        Seed {
+            path: &["Projects", "2024"],
+            subscribe: false,
+            messages: vec![g.long_line(20_000), g.empty_body()],
+        },
+        Seed {
+            path: &["Empty"],
+            subscribe: true,
+            messages: vec![],
+        },
+    ]
+}
+
+async fn seed(kind: Kind, role: Side, account: &TestAccount, folders: &[Seed]) {
+    let mut c = ImapClient::connect(account).await.unwrap();
+    for f in folders {
+        let name = kind.folder(role, f.path);
+        if name != "INBOX" {
+            c.create(&name).await.unwrap();
+        }
+        if f.subscribe {
+            c.subscribe(&name).await.unwrap();
+        }
+        c.append_all(&name, &f.messages).await.unwrap();
+    }
+    c.logout().await;
+}
+
+#[track_caller]
+fn assert_code(out: &Output, code: i32) {
+    assert_eq!(out.code, code, "unexpected exit code\n{out}");
+}
+
+/// Exact copy, then a rerun that copies nothing and changes nothing.
+async fn exact_copy_and_rerun(from: Kind, to: Kind) {
+    let Some(pair) = Pair::new(from, to, "srv-exact") else {
+        return;
+    };
+    let folders = mailbox(14_001);
+    seed(from, Side::Source, &pair.src, &folders).await;
+    let total: u64 = folders.iter().map(|f| f.messages.len() as u64).sum();
+    let mapping: Vec<(String, String)> = folders
+        .iter()
+        .map(|f| {
+            (
+                from.folder(Side::Source, f.path),
+                to.folder(Side::Target, f.path),
+            )
+        })
+        .collect();
+
+    let out = pair.migrate(&[]).await;
+    assert_code(&out, 0);
+    assert_eq!(out.u64("messages_copied"), total, "{out}");
+    let src = from.snapshot(&pair.src).await;
+    let dst = to.snapshot(&pair.dst).await;
+    if to.rewrites_messages() {
+        // The target holds exactly what it holds when the same messages are appended to it
+        // directly: a control account seeded by the harness.
+        let control = to.account(Side::Target, "srv-control").unwrap();
+        seed(to, Side::Target, &control, &folders).await;
+        let same: Vec<(&str, &str)> = mapping
+            .iter()
+            .map(|(_, t)| (t.as_str(), t.as_str()))
+            .collect();
+        if let Err(diff) = compare(&to.snapshot(&control).await, &dst, &same) {
+            panic!("{from:?} -> {to:?}: the target differs from a direct append:\n{diff}\n{out}");
+        }
+    } else if let Err(diff) = compare(&src, &dst, &mapping) {
+        panic!("{from:?} -> {to:?}: the target is not an exact copy:\n{diff}\n{out}");
+    }
+    if !from.rewrites_messages() && !to.rewrites_messages() {
+        // And the copy is what was appended to the source, byte for byte.
+        for (f, (_, target)) in folders.iter().zip(&mapping) {
+            let fixtures: Vec<&Fixture> = f.messages.iter().collect();
+            if let Err(diff) = dst.expect_fixtures(target, &fixtures) {
+                panic!("{from:?} -> {to:?}: {target} does not hold exactly its fixtures:\n{diff}");
+            }
+        }
+    }
+    if !to.keeps_keywords() {
+        // Every keyword of the source the target dropped is named, with its folder.
+        let warned: Vec<(String, String)> = out
+            .array("warnings")
+            .iter()
+            .filter(|w| w["code"] == "flag_not_kept")
+            .map(|w| {
+                (
+                    w["folder"].as_str().unwrap_or_default().to_owned(),
+                    w["message"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        for (f, (_, target)) in folders.iter().zip(&mapping) {
+            for keyword in f.messages.iter().flat_map(|m| &m.flags) {
+                if keyword.starts_with('\\') {
+                    continue;
+                }
+                let named = warned.iter().any(|(folder, message)| {
+                    folder == target && message.contains(&format!("flag {keyword} "))
+                });
+                assert!(
+                    named,
+                    "{target}: no flag_not_kept warning names {keyword}\n{out}"
+                );
+            }
+        }
+    }
+
+    let again = pair.migrate(&[]).await;
+    assert_code(&again, 0);
+    assert_eq!(again.u64("messages_copied"), 0, "{again}");
+    assert_eq!(again.u64("already_present"), total, "{again}");
+    if let Err(diff) = unchanged(&dst, &to.snapshot(&pair.dst).await) {
+        panic!("{from:?} -> {to:?}: the rerun changed the target:\n{diff}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymap_to_dovecot_exact_copy_and_rerun() {
+    exact_copy_and_rerun(Kind::Pymap, Kind::Dovecot).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_to_pymap_exact_copy_and_rerun() {
+    exact_copy_and_rerun(Kind::Dovecot, Kind::Pymap).await;
+}
