@@ -173,6 +173,15 @@ async fn seed(kind: Kind, role: Side, account: &TestAccount, folders: &[Seed]) {
     let mut c = ImapClient::connect(account).await.unwrap();
     for f in folders {
         let name = kind.folder(role, f.path);
+        if kind == Kind::Pymap {
+            // pymap cannot create a leaf before its parents (see deep_mailbox).
+            for depth in 1..f.path.len() {
+                let parent = kind.folder(role, &f.path[..depth]);
+                if !c.list().await.unwrap().iter().any(|i| i.name == parent) {
+                    c.create(&parent).await.unwrap();
+                }
+            }
+        }
         if name != "INBOX" {
             c.create(&name).await.unwrap();
         }
@@ -190,11 +199,10 @@ fn assert_code(out: &Output, code: i32) {
 }
 
 /// Exact copy, then a rerun that copies nothing and changes nothing.
-async fn exact_copy_and_rerun(from: Kind, to: Kind) {
+async fn exact_copy_and_rerun(from: Kind, to: Kind, folders: Vec<Seed>) {
     let Some(pair) = Pair::new(from, to, "srv-exact") else {
         return;
     };
-    let folders = mailbox(14_001);
     seed(from, Side::Source, &pair.src, &folders).await;
     let total: u64 = folders.iter().map(|f| f.messages.len() as u64).sum();
     let mapping: Vec<(String, String)> = folders
@@ -276,10 +284,117 @@ async fn exact_copy_and_rerun(from: Kind, to: Kind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymap_to_dovecot_exact_copy_and_rerun() {
-    exact_copy_and_rerun(Kind::Pymap, Kind::Dovecot).await;
+    exact_copy_and_rerun(Kind::Pymap, Kind::Dovecot, mailbox(14_001)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dovecot_to_pymap_exact_copy_and_rerun() {
-    exact_copy_and_rerun(Kind::Dovecot, Kind::Pymap).await;
+    exact_copy_and_rerun(Kind::Dovecot, Kind::Pymap, mailbox(14_001)).await;
+}
+
+/// Special-use folders land on the target's folder of the same role: by attribute where the
+/// server has SPECIAL-USE (Dovecot), by common name where it has not (pymap).
+async fn special_use_folders_map(
+    from: Kind,
+    to: Kind,
+    expected: &[(&'static [&'static str], &'static [&'static str])],
+) {
+    let Some(pair) = Pair::new(from, to, "srv-roles") else {
+        return;
+    };
+    let mut g = Fixtures::new(14_002);
+    let folders: Vec<Seed> = expected
+        .iter()
+        .map(|(path, _)| Seed {
+            path,
+            subscribe: true,
+            messages: vec![g.ordinary().with_flags(&["\\Seen"])],
+        })
+        .collect();
+    seed(from, Side::Source, &pair.src, &folders).await;
+    if to == Kind::Pymap {
+        // A provider's usual folders, without attributes: pymap has no SPECIAL-USE.
+        let mut c = ImapClient::connect(&pair.dst).await.unwrap();
+        for name in ["Sent", "Trash"] {
+            c.create_subscribed(name).await.unwrap();
+        }
+        c.logout().await;
+    }
+    let mapping: Vec<(String, String)> = expected
+        .iter()
+        .map(|(s, t)| (from.folder(Side::Source, s), to.folder(Side::Target, t)))
+        .collect();
+    let out = pair.migrate(&[]).await;
+    assert_code(&out, 0);
+    let src = from.snapshot(&pair.src).await;
+    let dst = to.snapshot(&pair.dst).await;
+    if let Err(diff) = compare(&src, &dst, &mapping) {
+        panic!("{from:?} -> {to:?}: special-use folders did not map as expected:\n{diff}\n{out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymap_to_dovecot_special_use_by_name() {
+    special_use_folders_map(
+        Kind::Pymap,
+        Kind::Dovecot,
+        &[
+            (&["Sent Items"], &["Sent"]),
+            (&["Deleted Items"], &["Trash"]),
+            // The target's \Junk folder does not exist until created, so no folder has the
+            // role: the source name stays.
+            (&["Junk E-mail"], &["Junk E-mail"]),
+            (&["Drafts"], &["Drafts"]),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_to_pymap_special_use_by_attribute() {
+    special_use_folders_map(
+        Kind::Dovecot,
+        Kind::Pymap,
+        &[
+            (&["Sent Items"], &["Sent"]),
+            (&["Deleted Items"], &["Trash"]),
+            (&["Junk E-mail"], &["Junk E-mail"]),
+            (&["Drafts"], &["Drafts"]),
+        ],
+    )
+    .await;
+}
+
+/// Folders nested three deep under parents that are no folders on the source (\Noselect): pymap
+/// refuses to create such a leaf before its parents (`* BYE [SERVERBUG] Unhandled server
+/// error.`), so the copy creates the parents first; everything lands, a rerun copies nothing.
+fn deep_mailbox(seed: u64) -> Vec<Seed> {
+    let mut g = Fixtures::new(seed);
+    vec![
+        Seed {
+            path: &["INBOX"],
+            subscribe: true,
+            messages: vec![g.ordinary(), g.multipart()],
+        },
+        Seed {
+            path: &["Deep", "Er", "Est"],
+            subscribe: true,
+            messages: vec![g.ordinary().with_flags(&["\\Flagged"])],
+        },
+        Seed {
+            path: &["Fine"],
+            subscribe: false,
+            messages: vec![g.ordinary(), g.eight_bit_headers()],
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_to_pymap_deep_folders_under_missing_parents() {
+    exact_copy_and_rerun(Kind::Dovecot, Kind::Pymap, deep_mailbox(14_003)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pymap_to_dovecot_deep_folders() {
+    exact_copy_and_rerun(Kind::Pymap, Kind::Dovecot, deep_mailbox(14_004)).await;
 }
