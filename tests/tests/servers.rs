@@ -5,8 +5,33 @@
 //! harness's own client and compares them exactly (every folder, every message byte for byte,
 //! flags, INTERNALDATE, subscriptions), then reruns and asserts that nothing is copied.
 //!
-//! Differences found between pymap and Dovecot (pymap 0.36.7, maildir backend):
-//! - DIFFERENCES
+//! Differences found between pymap and Dovecot (pymap 0.36.7, maildir backend), and what the
+//! suite asserts about each:
+//! - **Bare LF.** pymap serves every message with bare LF line endings whatever was appended
+//!   (RFC 3501 §2.2 wants CRLF), and its RFC822.SIZE counts that form. Bodies read from pymap
+//!   are compared with every bare LF read as CRLF (`snapshot_crlf`); a pymap source copied to
+//!   Dovecot compares equal to the source.
+//! - **Messages rewritten.** pymap re-renders what it stores: a message of headers only gets a
+//!   blank line added, a multipart without its closing delimiter gets one. So a pymap target is
+//!   compared with a control account of the same pymap seeded directly by the harness: the
+//!   copy must hold exactly what a direct APPEND of the source's messages leaves there.
+//! - **No keywords.** PERMANENTFLAGS is `(\Answered \Deleted \Draft \Flagged \Seen)`, no `\*`:
+//!   `$Forwarded`, `Work`, … are dropped on APPEND. mailferry must (and does) name each one with
+//!   its folder in a `flag_not_kept` warning.
+//! - **No SPECIAL-USE.** Roles are found by common name only: Dovecot's `\Sent` `Sent Items`
+//!   lands on pymap's existing `Sent`, `\Trash` `Deleted Items` on `Trash`; from pymap, `Sent
+//!   Items`/`Deleted Items` land on Dovecot's `\Sent`/`\Trash`.
+//! - **No third level without parents.** CREATE `a/b/c` while `a` is no folder (`\Noselect`)
+//!   answers `* BYE [SERVERBUG] Unhandled server error.`; mailferry creates parents first, so
+//!   deep folders arrive (tested both ways).
+//! - **`.` is pymap's on-disk separator.** CREATE `v1.2` says OK and LIST then shows `v1/2`
+//!   (`a..b` shows `a//b`). A rerun's CREATE `v1.2` gets `* BYE [SERVERBUG]`, which fails the
+//!   whole mailferry run today (the ignored test below; a mailferry bug).
+//! - **Invalid modified UTF-7 wedges the server.** CREATE `bad&name` makes pymap spin at 100%
+//!   CPU and stop answering every connection, greetings included (not exercised here: it would
+//!   wedge the shared server).
+//! - `FETCH BINARY.PEEK[]` is answered as `BINARY.PEEK[]` instead of `BINARY[]` (RFC 3516
+//!   §4.2); no CONDSTORE, no implicit-TLS port (STARTTLS only).
 //!
 //! The pymap scenarios are skipped, with a message saying how to install it, only when the test
 //! servers include no pymap; under `CI=true` that is a failure, never a skip.
@@ -397,4 +422,40 @@ async fn dovecot_to_pymap_deep_folders_under_missing_parents() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymap_to_dovecot_deep_folders() {
     exact_copy_and_rerun(Kind::Pymap, Kind::Dovecot, deep_mailbox(14_004)).await;
+}
+
+/// Known mailferry bug, kept as an ignored test until fixed: a folder name with a `.` on a
+/// target whose storage uses `.` as its hierarchy separator (pymap's Maildir++). The first run
+/// creates `v1.2` (pymap says OK and lists it as `v1/2`) and copies the message; the rerun
+/// does not find `v1.2` in the target's LIST, sends CREATE `v1.2` again, pymap answers
+/// `* BYE [SERVERBUG] Unhandled server error.` (its maildir folder exists), and mailferry
+/// treats that BYE as a transient connection failure of the whole mailbox: it retries for
+/// 15 s and exits 5 (`connect_failed`) without copying or checking anything. Expected: the
+/// refused CREATE fails that folder by name (with the server's words), every other folder is
+/// handled, and the run goes on (exit 3 at worst).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "mailferry bug: a BYE in answer to CREATE fails the whole run (see the doc comment)"]
+async fn to_pymap_a_dotted_folder_name_reruns_without_failing_the_run() {
+    let servers = TestServers::get();
+    // The Dovecot target server ('/' separator) as the source, so a name may hold a '.'.
+    let src = servers.new_user(Side::Target, "srv-dots").unwrap();
+    let Some(dst) = Kind::Pymap.account(Side::Target, "srv-dots") else {
+        return;
+    };
+    let mut g = Fixtures::new(14_005);
+    let mut c = ImapClient::connect(&src).await.unwrap();
+    c.create("v1.2").await.unwrap();
+    c.append("v1.2", &g.ordinary().with_flags(&["\\Seen"]))
+        .await
+        .unwrap();
+    c.append("INBOX", &g.ordinary()).await.unwrap();
+    c.logout().await;
+    let state = tempfile::tempdir().unwrap();
+    let state = state.path().to_string_lossy().into_owned();
+    let first = run_migrate(&src, &dst, &["--state", &state]).await.unwrap();
+    assert_code(&first, 0);
+    assert_eq!(first.u64("messages_copied"), 2, "{first}");
+    let again = run_migrate(&src, &dst, &["--state", &state]).await.unwrap();
+    assert_eq!(again.u64("messages_copied"), 0, "{again}");
+    assert_ne!(again.str("status"), "connect_failed", "{again}");
 }
