@@ -25,8 +25,9 @@
 //!   answers `* BYE [SERVERBUG] Unhandled server error.`; mailferry creates parents first, so
 //!   deep folders arrive (tested both ways).
 //! - **`.` is pymap's on-disk separator.** CREATE `v1.2` says OK and LIST then shows `v1/2`
-//!   (`a..b` shows `a//b`). A rerun's CREATE `v1.2` gets `* BYE [SERVERBUG]`, which fails the
-//!   whole mailferry run today (the ignored test below; a mailferry bug).
+//!   (`a..b` shows `a//b`). A rerun's CREATE `v1.2` gets `* BYE [SERVERBUG]`, which failed the
+//!   whole mailferry run (exit 5 after 15 s of retries); now that folder fails by name with
+//!   pymap's words (exit 3) and the rest is checked.
 //! - **Invalid modified UTF-7 wedges the server.** CREATE `bad&name` makes pymap spin at 100%
 //!   CPU and stop answering every connection, greetings included (not exercised here: it would
 //!   wedge the shared server).
@@ -424,18 +425,15 @@ async fn pymap_to_dovecot_deep_folders() {
     exact_copy_and_rerun(Kind::Pymap, Kind::Dovecot, deep_mailbox(14_004)).await;
 }
 
-/// Known mailferry bug, kept as an ignored test until fixed: a folder name with a `.` on a
-/// target whose storage uses `.` as its hierarchy separator (pymap's Maildir++). The first run
-/// creates `v1.2` (pymap says OK and lists it as `v1/2`) and copies the message; the rerun
-/// does not find `v1.2` in the target's LIST, sends CREATE `v1.2` again, pymap answers
-/// `* BYE [SERVERBUG] Unhandled server error.` (its maildir folder exists), and mailferry
-/// treats that BYE as a transient connection failure of the whole mailbox: it retries for
-/// 15 s and exits 5 (`connect_failed`) without copying or checking anything. Expected: the
-/// refused CREATE fails that folder by name (with the server's words), every other folder is
-/// handled, and the run goes on (exit 3 at worst).
+/// A folder name with a `.` on a target whose storage uses `.` as its hierarchy separator
+/// (pymap's Maildir++). The first run creates `v1.2` (pymap says OK and lists it as `v1/2`)
+/// and copies the message; the rerun does not find `v1.2` in the target's LIST, sends CREATE
+/// `v1.2` again, and pymap answers `* BYE [SERVERBUG] Unhandled server error.` (its maildir
+/// folder exists). Before the fix mailferry took that BYE for a transient connection failure
+/// of the whole mailbox: it retried for 15 s and exited 5 (`connect_failed`) having checked
+/// nothing. Now that folder fails by name, with pymap's words, and the rest goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "mailferry bug: a BYE in answer to CREATE fails the whole run (see the doc comment)"]
-async fn to_pymap_a_dotted_folder_name_reruns_without_failing_the_run() {
+async fn to_pymap_a_dotted_folder_refused_on_rerun_is_named_and_the_rest_checked() {
     let servers = TestServers::get();
     // The Dovecot target server ('/' separator) as the source, so a name may hold a '.'.
     let src = servers.new_user(Side::Target, "srv-dots").unwrap();
@@ -457,5 +455,16 @@ async fn to_pymap_a_dotted_folder_name_reruns_without_failing_the_run() {
     assert_eq!(first.u64("messages_copied"), 2, "{first}");
     let again = run_migrate(&src, &dst, &["--state", &state]).await.unwrap();
     assert_eq!(again.u64("messages_copied"), 0, "{again}");
-    assert_ne!(again.str("status"), "connect_failed", "{again}");
+    // pymap lists the folder as `v1/2`, so mailferry cannot know `v1.2` is there: the refused
+    // CREATE fails that folder by name, with pymap's words; INBOX is checked and found complete.
+    assert_code(&again, 3);
+    assert_eq!(again.u64("already_present"), 1, "{again}");
+    let named = again.array("folder_failures").into_iter().any(|f| {
+        f["folder"] == "v1.2"
+            && f["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("[SERVERBUG] Unhandled server error.")
+    });
+    assert!(named, "the refused CREATE of v1.2 is not named\n{again}");
 }

@@ -17,6 +17,10 @@ pub struct ImapError {
     pub retry_after: Option<std::time::Duration>,
     /// It happened while connecting or logging in (see [`ImapError::at_login`]).
     pub login: bool,
+    /// The server hung up with `BYE [SERVERBUG] words` (RFC 5530 §3: a bug of its own): the
+    /// server's words, code included. Asking the same again meets the same bug, so a caller
+    /// that knows which command it was (a CREATE) may fail just that one and go on.
+    pub server_bug: Option<String>,
 }
 
 impl ImapError {
@@ -28,6 +32,7 @@ impl ImapError {
             message: message.into(),
             retry_after: None,
             login: false,
+            server_bug: None,
         }
     }
 
