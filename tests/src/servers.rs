@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
+use crate::cyrus::CyrusServer;
 use crate::pymap::PymapServer;
 
 /// Environment variable naming a `servers.env` file of already running servers.
@@ -105,6 +106,8 @@ pub struct TestServers {
     oauth2_key: Option<String>,
     /// The private pymap, when `scripts/test-servers` started one (pymap is installed).
     pymap: Option<PymapServer>,
+    /// The private Cyrus IMAP, when `scripts/test-servers` started one (it is unpacked).
+    cyrus: Option<CyrusServer>,
 }
 
 static SERVERS: OnceLock<std::result::Result<TestServers, String>> = OnceLock::new();
@@ -220,6 +223,13 @@ impl TestServers {
                     dir: get("MAILFERRY_TEST_PYMAP_DIR")?.into(),
                 }),
             },
+            cyrus: match vars.get("MAILFERRY_TEST_CYRUS_PORT") {
+                None => None,
+                Some(_) => Some(CyrusServer {
+                    port: port("MAILFERRY_TEST_CYRUS_PORT")?,
+                    dir: get("MAILFERRY_TEST_CYRUS_DIR")?.into(),
+                }),
+            },
         })
     }
 
@@ -237,6 +247,22 @@ impl TestServers {
              scripts/test-servers stop and start",
         )?;
         pymap.new_user(role, prefix, &self.host, &self.ca)
+    }
+
+    /// The private Cyrus IMAP, when these servers include one (`scripts/cyrus-server install`
+    /// had run before `scripts/test-servers start`).
+    pub fn cyrus(&self) -> Option<&CyrusServer> {
+        self.cyrus.as_ref()
+    }
+
+    /// A fresh user on the private Cyrus, playing `role` in the test; fails when these servers
+    /// include no Cyrus.
+    pub fn new_cyrus_user(&self, role: Side, prefix: &str) -> Result<TestAccount> {
+        let cyrus = self.cyrus().context(
+            "these test servers include no Cyrus: run scripts/cyrus-server install, then \
+             scripts/test-servers start",
+        )?;
+        cyrus.new_user(role, prefix, &self.host, &self.ca)
     }
 
     /// The directory holding both servers' configuration, mail and logs.

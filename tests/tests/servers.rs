@@ -56,6 +56,9 @@ enum Kind {
     Dovecot,
     /// No prefix, separator `/`, no SPECIAL-USE, no CONDSTORE, STARTTLS and plain LOGIN.
     Pymap,
+    /// Cyrus IMAP 3.6 (Debian's, unpacked): `altnamespace` (folders beside INBOX),
+    /// `unixhierarchysep` (`/`), SPECIAL-USE, CONDSTORE, QRESYNC.
+    Cyrus,
 }
 
 impl Kind {
@@ -67,16 +70,21 @@ impl Kind {
             Kind::Dovecot => Some(servers.new_user(role, prefix).unwrap()),
             Kind::Pymap => {
                 if servers.pymap().is_none() {
-                    let why = "the test servers include no pymap: run `scripts/pymap-server \
-                               install`, then `scripts/test-servers stop` and `start` (scripts/test \
-                               does this)";
-                    if std::env::var_os("CI").is_some_and(|v| v == "true") {
-                        panic!("{why}");
-                    }
-                    eprintln!("SKIPPED: {why}");
-                    return None;
+                    return skip(
+                        "the test servers include no pymap: run `scripts/pymap-server install`, \
+                         then `scripts/test-servers start` (scripts/test does this)",
+                    );
                 }
                 Some(servers.new_pymap_user(role, prefix).unwrap())
+            }
+            Kind::Cyrus => {
+                if servers.cyrus().is_none() {
+                    return skip(
+                        "the test servers include no Cyrus: run `scripts/cyrus-server install`, \
+                         then `scripts/test-servers start` (scripts/test does this)",
+                    );
+                }
+                Some(servers.new_cyrus_user(role, prefix).unwrap())
             }
         }
     }
@@ -93,9 +101,10 @@ impl Kind {
 
     /// Whether the server stores messages other than byte for byte as appended: pymap serves
     /// bare LF line endings (read as CRLF by [`Kind::snapshot`]), adds a blank line after a
-    /// message of headers only, and closes an unterminated multipart.
+    /// message of headers only, and closes an unterminated multipart. Cyrus (defaults:
+    /// `munge8bit: yes`) replaces every 8-bit byte of a header with `X`.
     fn rewrites_messages(self) -> bool {
-        self == Kind::Pymap
+        matches!(self, Kind::Pymap | Kind::Cyrus)
     }
 
     /// Whether the server keeps keywords (`$Forwarded`, `Work`): pymap's PERMANENTFLAGS holds
@@ -109,10 +118,20 @@ impl Kind {
     /// line endings whatever it was given, so its bodies are read as CRLF.
     async fn snapshot(self, account: &TestAccount) -> MailboxSnapshot {
         match self {
-            Kind::Dovecot => snapshot_with(account, personal_only).await.unwrap(),
+            Kind::Dovecot | Kind::Cyrus => snapshot_with(account, personal_only).await.unwrap(),
             Kind::Pymap => snapshot_crlf(account, personal_only).await.unwrap(),
         }
     }
+}
+
+/// Skips a scenario whose server is not installed here, saying how to install it; under
+/// `CI=true` a missing server is a failure.
+fn skip(why: &str) -> Option<TestAccount> {
+    if std::env::var_os("CI").is_some_and(|v| v == "true") {
+        panic!("{why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
 }
 
 /// A source and a target account on two servers, and a private state directory.
@@ -467,4 +486,19 @@ async fn to_pymap_a_dotted_folder_refused_on_rerun_is_named_and_the_rest_checked
                 .contains("[SERVERBUG] Unhandled server error.")
     });
     assert!(named, "the refused CREATE of v1.2 is not named\n{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cyrus_to_dovecot_exact_copy_and_rerun() {
+    exact_copy_and_rerun(Kind::Cyrus, Kind::Dovecot, mailbox(14_011)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_to_cyrus_exact_copy_and_rerun() {
+    exact_copy_and_rerun(Kind::Dovecot, Kind::Cyrus, mailbox(14_011)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_to_cyrus_deep_folders_under_missing_parents() {
+    exact_copy_and_rerun(Kind::Dovecot, Kind::Cyrus, deep_mailbox(14_013)).await;
 }
