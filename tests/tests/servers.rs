@@ -502,3 +502,99 @@ async fn dovecot_to_cyrus_exact_copy_and_rerun() {
 async fn dovecot_to_cyrus_deep_folders_under_missing_parents() {
     exact_copy_and_rerun(Kind::Dovecot, Kind::Cyrus, deep_mailbox(14_013)).await;
 }
+
+/// Cyrus refuses folder names holding `"` or `\` ("Invalid mailbox name") and a message with no
+/// header ("Message contains invalid header"): each refusal is reported by name with Cyrus's
+/// words (the folders in `folder_failures[]`, the message in `failures[]` with its UID), and
+/// everything else is copied exactly; a rerun copies nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dovecot_to_cyrus_refusals_are_named_and_the_rest_copied() {
+    let (from, to) = (Kind::Dovecot, Kind::Cyrus);
+    let Some(pair) = Pair::new(from, to, "srv-refused") else {
+        return;
+    };
+    let mut g = Fixtures::new(14_014);
+    // No header at all, only text: Dovecot takes it, Cyrus does not.
+    let mut headless = g.ordinary();
+    headless.raw = b"just text, no header\r\n".to_vec();
+    let good = vec![g.ordinary(), g.multipart()];
+    let mut inbox = good.clone();
+    inbox.push(headless);
+    let folders = vec![
+        Seed {
+            path: &["INBOX"],
+            subscribe: true,
+            messages: inbox,
+        },
+        Seed {
+            path: &["Say \"hi\""],
+            subscribe: true,
+            messages: vec![g.ordinary()],
+        },
+        Seed {
+            path: &["back\\slash"],
+            subscribe: false,
+            messages: vec![],
+        },
+        Seed {
+            path: &["Fine"],
+            subscribe: true,
+            messages: vec![g.ordinary(), g.eight_bit_headers()],
+        },
+    ];
+    seed(from, Side::Source, &pair.src, &folders).await;
+    let out = pair.migrate(&[]).await;
+    assert_code(&out, 3);
+    assert_eq!(out.u64("messages_copied"), 4, "{out}");
+    assert_eq!(out.u64("failed"), 2, "{out}");
+    let folder_failures = out.array("folder_failures");
+    for name in ["Say \"hi\"", "back\\slash"] {
+        let named = folder_failures.iter().any(|f| {
+            f["folder"] == name
+                && f["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("Invalid mailbox name")
+        });
+        assert!(named, "the refused folder {name} is not named\n{out}");
+    }
+    let failures = out.array("failures");
+    let headless_named = failures.iter().any(|f| {
+        f["folder"] == "INBOX"
+            && f["uid"].as_u64() == Some(3)
+            && f["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Message contains invalid header")
+    });
+    assert!(headless_named, "the refused message is not named\n{out}");
+
+    // Everything else is what Cyrus holds when it is appended directly.
+    let control = to.account(Side::Target, "srv-control").unwrap();
+    let kept = [
+        Seed {
+            path: &["INBOX"],
+            subscribe: true,
+            messages: good,
+        },
+        Seed {
+            path: &["Fine"],
+            subscribe: true,
+            messages: folders[3].messages.clone(),
+        },
+    ];
+    seed(to, Side::Target, &control, &kept).await;
+    let dst = to.snapshot(&pair.dst).await;
+    if let Err(diff) = compare(
+        &to.snapshot(&control).await,
+        &dst,
+        &[("INBOX", "INBOX"), ("Fine", "Fine")],
+    ) {
+        panic!("the folders Cyrus took differ from a direct append:\n{diff}\n{out}");
+    }
+    let again = pair.migrate(&[]).await;
+    assert_eq!(again.u64("messages_copied"), 0, "{again}");
+    if let Err(diff) = unchanged(&dst, &to.snapshot(&pair.dst).await) {
+        panic!("the rerun changed the target:\n{diff}");
+    }
+}
