@@ -1,6 +1,7 @@
 //! The server scenario suite: the same scenarios against every real IMAP server the harness can
-//! run, as source and as target. Today: Dovecot (the pair of `scripts/test-servers`) and pymap
-//! (a Python IMAP server from PyPI, `scripts/pymap-server`). Each scenario seeds the source with
+//! run, as source and as target. Today: Dovecot (the pair of `scripts/test-servers`), pymap
+//! (a Python IMAP server from PyPI, `scripts/pymap-server`) and Cyrus IMAP 3.6 (Debian's
+//! packages unpacked, never installed, `scripts/cyrus-server`). Each scenario seeds the source with
 //! the harness's fixtures, runs the real `mailferry migrate`, reads both sides back with the
 //! harness's own client and compares them exactly (every folder, every message byte for byte,
 //! flags, INTERNALDATE, subscriptions), then reruns and asserts that nothing is copied.
@@ -34,8 +35,20 @@
 //! - `FETCH BINARY.PEEK[]` is answered as `BINARY.PEEK[]` instead of `BINARY[]` (RFC 3516
 //!   §4.2); no CONDSTORE, no implicit-TLS port (STARTTLS only).
 //!
-//! The pymap scenarios are skipped, with a message saying how to install it, only when the test
-//! servers include no pymap; under `CI=true` that is a failure, never a skip.
+//! Differences found between Cyrus (3.6.1, Debian defaults) and Dovecot:
+//! - **8-bit headers munged.** With the default `munge8bit: yes`, every 8-bit byte in a header
+//!   is stored as `X` (`Ärger` becomes `XXrger`). So a Cyrus target, like pymap, is compared
+//!   with a control account appended to directly; a Cyrus source copies exactly.
+//! - **Refusals.** CREATE of a name holding `"`, `\` or `%` answers `NO Invalid mailbox name`;
+//!   APPEND of a message without a header answers `NO Message contains invalid header` (and of
+//!   one holding NUL, `NO Message contains NUL characters`; Dovecot never serves a NUL, so that
+//!   one cannot be seeded). mailferry names each (folder failures, a message failure with its
+//!   UID) with Cyrus's words, and copies the rest.
+//! - Otherwise Cyrus is the richest of the three: SPECIAL-USE, CREATE-SPECIAL-USE, CONDSTORE,
+//!   QRESYNC, keywords kept, messages (other than 8-bit headers) byte for byte.
+//!
+//! A scenario is skipped, with a message saying how to install its server, only when the test
+//! servers include no such server; under `CI=true` that is a failure, never a skip.
 
 // Scenario helpers panic on purpose: a panic with context is the test failure report.
 #![allow(clippy::unwrap_used)]
