@@ -44,6 +44,9 @@
 //!   one holding NUL, `NO Message contains NUL characters`; Dovecot never serves a NUL, so that
 //!   one cannot be seeded). mailferry names each (folder failures, a message failure with its
 //!   UID) with Cyrus's words, and copies the rest.
+//! - **Parallel first logins share an INBOX.** `autocreate` users logging in for the first time
+//!   at once were given one INBOX between them (3 of 8 in a direct imaplib test); the harness
+//!   makes each user's first login alone (`tests/src/cyrus.rs`).
 //! - Otherwise Cyrus is the richest of the three: SPECIAL-USE, CREATE-SPECIAL-USE, CONDSTORE,
 //!   QRESYNC, keywords kept, messages (other than 8-bit headers) byte for byte.
 //!
