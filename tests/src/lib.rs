@@ -13,6 +13,8 @@
 //! * [`fake_server`]: a scripted fake IMAP server for misbehaving-server cases.
 //! * [`scripted`]: an honest minimal IMAP server over an in-memory account, with quirks and
 //!   per-command overrides, for behaviours Dovecot cannot play.
+//! * [`cyrus`]: the private Cyrus IMAP server and its test users.
+//! * [`pymap`]: the private pymap server (a Python IMAP server) and its test users.
 //! * [`proxy`]: a TCP proxy in front of a real server that can cut one connection mid-stream.
 //! * [`otlp`]: an in-process OTLP trace receiver that keeps the spans fleet processes export.
 //! * [`oauth2`]: OAuth 2.0 access tokens (JWTs) the test servers accept, current or expired.
@@ -37,6 +39,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod cyrus;
 pub mod fake_server;
 pub mod fixtures;
 pub mod fleet;
@@ -44,6 +47,7 @@ pub mod imap_client;
 pub mod oauth2;
 pub mod otlp;
 pub mod proxy;
+pub mod pymap;
 pub mod run;
 pub mod scripted;
 pub mod servers;

@@ -20,6 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
+use crate::cyrus::CyrusServer;
+use crate::pymap::PymapServer;
+
 /// Environment variable naming a `servers.env` file of already running servers.
 pub const SERVERS_ENV_VAR: &str = "MAILFERRY_TEST_SERVERS_ENV";
 
@@ -101,6 +104,10 @@ pub struct TestServers {
     master: Option<(String, String)>,
     /// The base64 HS256 key that signs access tokens, when the servers take OAuth 2.0 logins.
     oauth2_key: Option<String>,
+    /// The private pymap, when `scripts/test-servers` started one (pymap is installed).
+    pymap: Option<PymapServer>,
+    /// The private Cyrus IMAP, when `scripts/test-servers` started one (it is unpacked).
+    cyrus: Option<CyrusServer>,
 }
 
 static SERVERS: OnceLock<std::result::Result<TestServers, String>> = OnceLock::new();
@@ -209,7 +216,53 @@ impl TestServers {
                 .get("MAILFERRY_TEST_OAUTH2_HS256_KEY")
                 .filter(|k| !k.is_empty())
                 .map(|k| (*k).to_owned()),
+            pymap: match vars.get("MAILFERRY_TEST_PYMAP_PORT") {
+                None => None,
+                Some(_) => Some(PymapServer {
+                    port: port("MAILFERRY_TEST_PYMAP_PORT")?,
+                    dir: get("MAILFERRY_TEST_PYMAP_DIR")?.into(),
+                }),
+            },
+            cyrus: match vars.get("MAILFERRY_TEST_CYRUS_PORT") {
+                None => None,
+                Some(_) => Some(CyrusServer {
+                    port: port("MAILFERRY_TEST_CYRUS_PORT")?,
+                    dir: get("MAILFERRY_TEST_CYRUS_DIR")?.into(),
+                }),
+            },
         })
+    }
+
+    /// The private pymap, when these servers include one (`scripts/pymap-server install` had
+    /// run before `scripts/test-servers start`).
+    pub fn pymap(&self) -> Option<&PymapServer> {
+        self.pymap.as_ref()
+    }
+
+    /// A fresh user on the private pymap, playing `role` in the test; fails when these servers
+    /// include no pymap.
+    pub fn new_pymap_user(&self, role: Side, prefix: &str) -> Result<TestAccount> {
+        let pymap = self.pymap().context(
+            "these test servers include no pymap: run scripts/pymap-server install, then \
+             scripts/test-servers stop and start",
+        )?;
+        pymap.new_user(role, prefix, &self.host, &self.ca)
+    }
+
+    /// The private Cyrus IMAP, when these servers include one (`scripts/cyrus-server install`
+    /// had run before `scripts/test-servers start`).
+    pub fn cyrus(&self) -> Option<&CyrusServer> {
+        self.cyrus.as_ref()
+    }
+
+    /// A fresh user on the private Cyrus, playing `role` in the test; fails when these servers
+    /// include no Cyrus.
+    pub fn new_cyrus_user(&self, role: Side, prefix: &str) -> Result<TestAccount> {
+        let cyrus = self.cyrus().context(
+            "these test servers include no Cyrus: run scripts/cyrus-server install, then \
+             scripts/test-servers start",
+        )?;
+        cyrus.new_user(role, prefix, &self.host, &self.ca)
     }
 
     /// The directory holding both servers' configuration, mail and logs.

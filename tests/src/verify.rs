@@ -194,6 +194,24 @@ pub async fn snapshot_with(
     account: &TestAccount,
     read: impl Fn(&FolderInfo) -> bool,
 ) -> Result<MailboxSnapshot> {
+    snapshot_impl(account, read, false).await
+}
+
+/// Like [`snapshot_with`], with every bare LF of a body read as CRLF before it is hashed: for
+/// servers that store and serve messages with bare LF line endings (pymap), so their copy of a
+/// CRLF message compares equal to the original while every other byte still counts.
+pub async fn snapshot_crlf(
+    account: &TestAccount,
+    read: impl Fn(&FolderInfo) -> bool,
+) -> Result<MailboxSnapshot> {
+    snapshot_impl(account, read, true).await
+}
+
+async fn snapshot_impl(
+    account: &TestAccount,
+    read: impl Fn(&FolderInfo) -> bool,
+    crlf: bool,
+) -> Result<MailboxSnapshot> {
     let mut client = ImapClient::connect(account).await?;
     let list = client.list().await?;
     let subscriptions = client.subscriptions().await?.into_iter().collect();
@@ -201,7 +219,7 @@ pub async fn snapshot_with(
     for info in list {
         let mut folder = FolderSnapshot::default();
         if info.selectable() && read(&info) {
-            read_folder(&mut client, &info.name, &mut folder)
+            read_folder(&mut client, &info.name, &mut folder, crlf)
                 .await
                 .with_context(|| {
                     format!(
@@ -319,7 +337,12 @@ pub fn personal_only(info: &FolderInfo) -> bool {
         .all(|p| !(info.name.starts_with(p) || p.strip_suffix('.') == Some(info.name.as_str())))
 }
 
-async fn read_folder(client: &mut ImapClient, name: &str, out: &mut FolderSnapshot) -> Result<()> {
+async fn read_folder(
+    client: &mut ImapClient,
+    name: &str,
+    out: &mut FolderSnapshot,
+    crlf: bool,
+) -> Result<()> {
     let session = client.session_mut();
     tokio::time::timeout(FETCH_TIMEOUT, async {
         let mailbox = session.examine(name).await?;
@@ -337,6 +360,12 @@ async fn read_folder(client: &mut ImapClient, name: &str, out: &mut FolderSnapsh
             let date = fetch
                 .internal_date()
                 .ok_or_else(|| anyhow!("UID {uid}: no INTERNALDATE"))?;
+            let body = if crlf {
+                to_crlf(body)
+            } else {
+                std::borrow::Cow::Borrowed(body)
+            };
+            let body = body.as_ref();
             let key = MessageKey {
                 sha256: sha256_hex(body),
                 flags: normalize_flags(fetch.flags().filter_map(|f| flag_atom(&f))),
@@ -352,6 +381,25 @@ async fn read_folder(client: &mut ImapClient, name: &str, out: &mut FolderSnapsh
     })
     .await
     .map_err(|_| anyhow!("timed out after {FETCH_TIMEOUT:?}"))?
+}
+
+/// `raw` with every LF not preceded by CR turned into CRLF.
+fn to_crlf(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let bare = raw
+        .iter()
+        .enumerate()
+        .any(|(i, b)| *b == b'\n' && (i == 0 || raw[i - 1] != b'\r'));
+    if !bare {
+        return std::borrow::Cow::Borrowed(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    for (i, b) in raw.iter().enumerate() {
+        if *b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(*b);
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// The Subject header of a message, lossy and shortened, or `(no subject)`.

@@ -248,6 +248,51 @@ async fn a_refused_create_is_a_failure_even_of_an_empty_folder() {
     assert_eq!(count(&dst, "Fine"), 1, "{run}");
 }
 
+/// A target that hangs up on one CREATE with `* BYE [SERVERBUG]` (RFC 5530 §3: a bug of the
+/// server's own; pymap does this for a folder name it cannot store twice) fails that folder by
+/// name, with the server's words, and the other folders are still created and copied; the run
+/// is not given up as a connection failure of the whole mailbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bye_serverbug_answering_create_fails_only_that_folder() {
+    let mut account = Account::new()
+        .with(folder("Bad", 20, 2))
+        .with(folder("Fine", 30, 1));
+    account.inbox().push(message(0));
+    let src = ScriptedServer::start(account).await.unwrap();
+    let overrides = vec![
+        Override::replace(
+            scripted::verb_on("CREATE", "Bad"),
+            "* BYE [SERVERBUG] Unhandled server error.\r\n",
+        )
+        .then_silence(),
+    ];
+    let dst = ScriptedServer::start_with(Account::new(), Quirks::default(), overrides)
+        .await
+        .unwrap();
+    let run = migrate(&src, &dst, &[]).await;
+    assert_eq!(run.code, 3, "{run}");
+    assert_eq!(run.str("status"), "completed_with_failures", "{run}");
+    assert_eq!(
+        (run.u64("messages_copied"), run.u64("failed")),
+        (2, 2),
+        "{run}"
+    );
+    let bad = run
+        .array("folder_failures")
+        .into_iter()
+        .find(|f| f["folder"] == "Bad")
+        .unwrap_or_else(|| panic!("no failure of Bad\n{run}"));
+    assert!(
+        bad["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("[SERVERBUG] Unhandled server error."),
+        "{run}"
+    );
+    assert_eq!(count(&dst, "Fine"), 1, "{run}");
+    assert_eq!(count(&dst, "INBOX"), 1, "{run}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // UIDVALIDITY of a folder never opened.
 

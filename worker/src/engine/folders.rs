@@ -21,14 +21,26 @@ pub async fn run<S: Store, C: CredentialSource>(
     };
     for f in &task.folders {
         if f.create {
-            match conn.create(&f.raw).await? {
-                Ok(()) => out.created.push(f.raw.clone()),
-                Err(done) => {
+            match conn.create(&f.raw).await {
+                Ok(Ok(())) => out.created.push(f.raw.clone()),
+                Ok(Err(done)) => {
                     // The server's own words, code included (issue 15).
                     out.failed
                         .push((f.raw.clone(), super::refusal::answer(&done)));
                     continue;
                 }
+                // The server hung up on this CREATE with a bug of its own (pymap does for a
+                // name its storage cannot hold twice): asking again meets the same bug, so this
+                // folder fails with the server's words and the others go on, on a new
+                // connection, instead of the whole mailbox retrying and giving up (issue 14).
+                Err(e) if e.server_bug.is_some() => {
+                    let words = e.server_bug.unwrap_or_default();
+                    out.failed.push((f.raw.clone(), words));
+                    conn.close(&engine.store, false).await;
+                    conn = engine.open(pair, Side::Target).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
             }
         }
         if f.subscribe {

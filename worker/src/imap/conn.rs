@@ -359,7 +359,10 @@ impl Connection {
             Some("UNAVAILABLE" | "THROTTLED" | "LIMIT") => ErrorKind::Throttled,
             _ => ErrorKind::Transient,
         };
-        let e = self.err(kind, format!("the server closed the connection: {text}"));
+        let mut e = self.err(kind, format!("the server closed the connection: {text}"));
+        if code.is_some_and(|c| c.name.eq_ignore_ascii_case("SERVERBUG")) {
+            e.server_bug = Some(format!("[SERVERBUG] {}", text.trim()));
+        }
         match super::error::throttle_hint(text) {
             Some(hint) => e.throttled(hint),
             None if kind == ErrorKind::Throttled => e.throttled(None),

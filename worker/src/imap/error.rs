@@ -20,6 +20,10 @@ pub struct ImapError {
     /// Set when the task waited for the fleet itself (connection slots, a young store), not for
     /// the server.
     pub waiting: Option<mailferry_proto::task::Waiting>,
+    /// The server hung up with `BYE [SERVERBUG] words` (RFC 5530 §3: a bug of its own): the
+    /// server's words, code included. Asking the same again meets the same bug, so a caller
+    /// that knows which command it was (a CREATE) may fail just that one and go on.
+    pub server_bug: Option<String>,
 }
 
 impl ImapError {
@@ -32,6 +36,7 @@ impl ImapError {
             retry_after: None,
             login: false,
             waiting: None,
+            server_bug: None,
         }
     }
 
