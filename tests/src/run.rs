@@ -89,7 +89,20 @@ impl End<'_> {
 /// Runs `mailferry SUB --json` from `src` to `dst` under `/usr/bin/time`, with a private state
 /// directory and `extra` arguments, killed after two minutes.
 pub async fn mailferry(sub: &str, src: End<'_>, dst: End<'_>, extra: &[&str]) -> Run {
-    let state = tempfile::tempdir().expect("a state directory");
+    mailferry_in(sub, src, dst, extra, None).await
+}
+
+/// As [`mailferry`], with `migrate`'s state directory `state` when given (kept between runs),
+/// else a private one.
+pub async fn mailferry_in(
+    sub: &str,
+    src: End<'_>,
+    dst: End<'_>,
+    extra: &[&str],
+    state: Option<&std::path::Path>,
+) -> Run {
+    let private = tempfile::tempdir().expect("a state directory");
+    let state = state.unwrap_or(private.path());
     let mut cmd = tokio::process::Command::new("/usr/bin/time");
     cmd.args(["-f", "MAXRSS_KIB %M"])
         .arg(binary())
@@ -105,7 +118,7 @@ pub async fn mailferry(sub: &str, src: End<'_>, dst: End<'_>, extra: &[&str]) ->
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     if sub == "migrate" {
-        cmd.arg("--state").arg(state.path());
+        cmd.arg("--state").arg(state);
     }
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("MAILFERRY_") {
