@@ -504,18 +504,27 @@ async fn to_pymap_a_dotted_folder_refused_on_rerun_is_named_and_the_rest_checked
     assert!(named, "the refused CREATE of v1.2 is not named\n{again}");
 }
 
+/// One Cyrus scenario at a time. Cyrus 3.6 was seen to give users created while another test's
+/// users were in use one INBOX between them (a target holding another test's messages), and
+/// serialising first logins alone (`tests/src/cyrus.rs`) did not prevent it; the four Cyrus
+/// scenarios take a few seconds each.
+static CYRUS_ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cyrus_to_dovecot_exact_copy_and_rerun() {
+    let _alone = CYRUS_ALONE.lock().await;
     exact_copy_and_rerun(Kind::Cyrus, Kind::Dovecot, mailbox(14_011)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dovecot_to_cyrus_exact_copy_and_rerun() {
+    let _alone = CYRUS_ALONE.lock().await;
     exact_copy_and_rerun(Kind::Dovecot, Kind::Cyrus, mailbox(14_011)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dovecot_to_cyrus_deep_folders_under_missing_parents() {
+    let _alone = CYRUS_ALONE.lock().await;
     exact_copy_and_rerun(Kind::Dovecot, Kind::Cyrus, deep_mailbox(14_013)).await;
 }
 
@@ -525,6 +534,7 @@ async fn dovecot_to_cyrus_deep_folders_under_missing_parents() {
 /// everything else is copied exactly; a rerun copies nothing more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dovecot_to_cyrus_refusals_are_named_and_the_rest_copied() {
+    let _alone = CYRUS_ALONE.lock().await;
     let (from, to) = (Kind::Dovecot, Kind::Cyrus);
     let Some(pair) = Pair::new(from, to, "srv-refused") else {
         return;
