@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use mailferry_proto::grpc::v1::{
-    ListFailuresRequest, ListPairsRequest, Migration, MigrationEvent, Pair, PairStatus,
-    WatchMigrationRequest,
+    ListPairsRequest, Migration, MigrationEvent, Pair, PairStatus, WatchMigrationRequest,
 };
 use serde_json::json;
 
@@ -133,22 +132,7 @@ async fn summary(
             },
         )
         .await?;
-    let failures = s
-        .pages(
-            &format!("list the failures of migration {id}"),
-            |mut c, page_token| {
-                let req = ListFailuresRequest {
-                    migration_id: id.to_owned(),
-                    page_size: 0,
-                    page_token,
-                };
-                async move {
-                    let r = c.list_failures(req).await?.into_inner();
-                    Ok::<_, tonic::Status>((r.failures, r.next_page_token))
-                }
-            },
-        )
-        .await?;
+    let failures = super::failures_of(s, id).await?;
     for p in pairs.iter().filter(|p| !p.error.is_empty()) {
         // What stopped a pair also goes to stderr, so it is seen with --json and in logs.
         eprintln!("error: {} -> {}: {}", p.source, p.target, p.error);
